@@ -1,0 +1,9 @@
+//! tidyplex: reclaim the disk space Plex Media Server spends on images it no longer needs.
+//!
+//! Data flows one way: [`cli`] → [`plex`] (read-only model) → [`scan`] (read-only walkers) →
+//! [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and benchmarks.
+
+pub mod cli;
+pub mod fixture;
+pub mod plex;
+pub mod scan;

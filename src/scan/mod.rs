@@ -1,0 +1,3 @@
+//! Read-only walkers over the Plex data folder.
+
+pub mod usage;
