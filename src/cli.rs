@@ -2,11 +2,19 @@
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::ProgressBar;
 
 use crate::fixture;
+use crate::plex::db::Db;
+use crate::plex::locate::{self, PlexPaths};
+use crate::plex::model::Library;
 use crate::plex::TriggerForm;
+use crate::{render, status};
 
 /// Reclaim the disk space Plex Media Server spends on images it no longer needs.
 #[derive(Debug, Parser)]
@@ -52,8 +60,31 @@ pub enum ColorChoice {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the library sections: id, name, type, agent, items, image columns still local
+    Sections(SectionsArgs),
+    /// Disk use per area and, per section and column, how far the library is from clean
+    Status(StatusArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
     Fixture(FixtureArgs),
+}
+
+/// `tidyplex sections`.
+#[derive(Debug, Args)]
+pub struct SectionsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidyplex status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this section (repeat for more) [default: all]
+    #[arg(long = "section", value_name = "ID")]
+    pub sections: Vec<i64>,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tidyplex fixture`.
@@ -82,20 +113,79 @@ fn parse_scale(s: &str) -> Result<fixture::Scale, String> {
     s.parse()
 }
 
-/// Runs the command line and returns the process exit code.
+/// Runs the command line and returns the process exit code: 0 success, 1 error.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_output(&cli.global);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let _ = writeln!(anstream::stderr(), "{ERROR}error:{ERROR:#} {err:#}");
             1
         }
     }
 }
 
+const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+
+/// Applies `--color` and the log level of `-v`/`-q`.
+fn init_output(global: &Global) {
+    match global.color {
+        ColorChoice::Auto => {}
+        ColorChoice::Always => anstream::ColorChoice::Always.write_global(),
+        ColorChoice::Never => anstream::ColorChoice::Never.write_global(),
+    }
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, 2) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(anstream::stderr().current_choice() != anstream::ColorChoice::Never)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
 fn run(cli: Cli) -> Result<i32> {
+    let global = &cli.global;
     match cli.command {
+        Command::Sections(args) => {
+            let (_, db) = open(global)?;
+            let lib = Library::read(&db)?;
+            let list = status::sections(&db, &lib);
+            if args.json {
+                print_json(&list)?;
+            } else {
+                print(&render::status::sections(&list))?;
+            }
+            Ok(0)
+        }
+        Command::Status(args) => {
+            let (paths, db) = open(global)?;
+            let progress = spinner(global, "measuring");
+            let st = status::gather(&paths, &db, &args.sections, &|n| {
+                progress.set_message(format!("measuring: {} files", render::count(n)))
+            })?;
+            progress.finish_and_clear();
+            if args.json {
+                print_json(&st)?;
+            } else {
+                print(&render::status::status(&st))?;
+            }
+            Ok(0)
+        }
         Command::Fixture(args) => {
             let opts = fixture::Options {
                 scale: args.scale,
@@ -103,13 +193,57 @@ fn run(cli: Cli) -> Result<i32> {
                 windows: args.windows,
                 seed: args.seed,
             };
+            let progress = spinner(global, "building fixture");
+            let started = Instant::now();
             let report = fixture::build(&args.dir, &opts)?;
+            progress.finish_and_clear();
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_json(&report)?;
             } else {
-                println!("{}", report.summary());
+                print(&format!("{} in {:.1?}\n", report.summary(), started.elapsed()))?;
             }
             Ok(0)
         }
+    }
+}
+
+/// Locates the data folder and opens its DB read-only.
+fn open(global: &Global) -> Result<(PlexPaths, Db)> {
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    tracing::info!(plex_dir = %paths.root.display(), db = %paths.db.display(), "opening");
+    let db = Db::open(&paths.db)?;
+    Ok((paths, db))
+}
+
+/// A spinner on stderr, drawn only on a terminal and never with `-q`.
+fn spinner(global: &Global, message: &str) -> ProgressBar {
+    if global.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner().with_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = anstream::stdout().lock();
+    out.write_all(text.as_bytes()).or_else(ignore_broken_pipe)?;
+    out.flush().or_else(ignore_broken_pipe)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).or_else(ignore_broken_pipe)?;
+    out.flush().or_else(ignore_broken_pipe)
+}
+
+/// `tidyplex status | head` is not an error.
+fn ignore_broken_pipe(e: std::io::Error) -> Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e.into())
     }
 }

@@ -1,9 +1,12 @@
 //! tidyplex: reclaim the disk space Plex Media Server spends on images it no longer needs.
 //!
 //! Data flows one way: [`cli`] → [`plex`] (read-only model) → [`scan`] (read-only walkers) →
-//! [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and benchmarks.
+//! [`status`] → [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and
+//! benchmarks.
 
 pub mod cli;
 pub mod fixture;
 pub mod plex;
+pub mod render;
 pub mod scan;
+pub mod status;

@@ -69,7 +69,8 @@ pub fn is_hash(hash: &str) -> bool {
 
 /// `Metadata/<Kind>/<h0>/<h1..>.bundle`, relative to the plex dir, or `None` for a malformed hash.
 pub fn metadata_bundle(kind: Kind, hash: &str) -> Option<String> {
-    is_hash(hash).then(|| format!("Metadata/{}/{}/{}.bundle", kind.folder(), &hash[..1], &hash[1..]))
+    is_hash(hash)
+        .then(|| format!("Metadata/{}/{}/{}.bundle", kind.folder(), &hash[..1], &hash[1..]))
 }
 
 /// `Media/localhost/<h0>/<h1..>.bundle`, relative to the plex dir, or `None` for a malformed hash.

@@ -2,6 +2,10 @@
 
 pub mod bundle;
 pub mod columns;
+pub mod db;
+pub mod infoxml;
+pub mod locate;
+pub mod model;
 pub mod url;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,179 @@
+//! What `status` and `sections` report: disk use per area and how far each section is from
+//! clean. Gathering only; [`crate::render::status`] draws it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::plex::db::Db;
+use crate::plex::locate::PlexPaths;
+use crate::plex::model::{types, Library, Section};
+use crate::plex::{ColumnCounts, ImageUrl, TriggerForm};
+use crate::scan::usage::{self, Usage};
+
+/// One section with the states of its items' image columns.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionStatus {
+    /// `library_sections.id`.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// movie, show, music, photo or other.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Metadata agent.
+    pub agent: String,
+    /// Movies, shows, seasons, episodes, artists and albums in it.
+    pub items: u64,
+    /// Column → counts, for every image column of `metadata_items` the DB has.
+    pub columns: BTreeMap<String, ColumnCounts>,
+    /// Values still pointing at local files (`local` + `media` over all columns).
+    pub still_local: u64,
+}
+
+/// The whole `status` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The data folder.
+    pub plex_dir: PathBuf,
+    /// The DB.
+    pub db: PathBuf,
+    /// The FTS trigger form (how image columns will be written).
+    pub trigger_form: TriggerForm,
+    /// Whether stock SQLite can write `tags` image columns.
+    pub tags_writable: bool,
+    /// Image columns of `metadata_items` in this DB.
+    pub image_columns: Vec<&'static str>,
+    /// Area (`Metadata/<Kind>`, `Media`, `PhotoTranscoder`) → disk use.
+    pub usage: BTreeMap<String, Usage>,
+    /// The sections asked for.
+    pub sections: Vec<SectionStatus>,
+}
+
+/// Per section, the column states of its cleanable items.
+pub fn sections(db: &Db, lib: &Library) -> Vec<SectionStatus> {
+    let cols = &db.schema.metadata_items;
+    let mut by_id: BTreeMap<i64, SectionStatus> =
+        lib.sections.iter().map(|s| (s.id, empty_status(s, cols))).collect();
+    for item in &lib.items {
+        if !types::CLEANED.contains(&item.metadata_type) {
+            continue;
+        }
+        let Some(status) = item.section_id.and_then(|id| by_id.get_mut(&id)) else { continue };
+        status.items += 1;
+        for (col, value) in cols.iter().zip(&item.images) {
+            let state = ImageUrl::parse(value.as_deref()).state();
+            status.columns.get_mut(*col).expect("every column has counts").add(state);
+        }
+    }
+    by_id
+        .into_values()
+        .map(|mut s| {
+            s.still_local = s.columns.values().map(ColumnCounts::still_local).sum();
+            s
+        })
+        .collect()
+}
+
+fn empty_status(s: &Section, cols: &[&'static str]) -> SectionStatus {
+    SectionStatus {
+        id: s.id,
+        name: s.name.clone(),
+        kind: s.type_name(),
+        agent: s.agent.clone(),
+        items: 0,
+        columns: cols.iter().map(|c| (c.to_string(), ColumnCounts::default())).collect(),
+        still_local: 0,
+    }
+}
+
+/// Keeps the sections named by `wanted` (all when empty); an unknown id is an error.
+pub fn select(all: Vec<SectionStatus>, wanted: &[i64]) -> Result<Vec<SectionStatus>> {
+    if let Some(id) = wanted.iter().find(|id| !all.iter().any(|s| s.id == **id)) {
+        let known: Vec<String> = all.iter().map(|s| s.id.to_string()).collect();
+        bail!(
+            "there is no section {id} (sections: {}); `tidyplex sections` lists them",
+            known.join(", ")
+        );
+    }
+    Ok(all.into_iter().filter(|s| wanted.is_empty() || wanted.contains(&s.id)).collect())
+}
+
+/// The areas whose disk use `status` reports: each folder under `Metadata`, `Media`, and the
+/// PhotoTranscoder cache. Files lying directly in `Metadata` count as `Metadata`.
+pub fn areas(paths: &PlexPaths) -> Result<Vec<(String, PathBuf)>> {
+    let metadata = paths.root.join("Metadata");
+    let mut areas = Vec::new();
+    match std::fs::read_dir(&metadata) {
+        Ok(entries) => {
+            let mut kinds = Vec::new();
+            for entry in entries {
+                let entry = entry.with_context(|| format!("cannot read {}", metadata.display()))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    kinds.push((format!("Metadata/{name}"), entry.path()));
+                }
+            }
+            kinds.sort();
+            areas.extend(kinds);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", metadata.display())),
+    }
+    areas.push(("Media".to_string(), paths.root.join("Media")));
+    areas.push(("PhotoTranscoder".to_string(), paths.photo_transcoder.clone()));
+    Ok(areas)
+}
+
+/// Measures every area (see [`areas`]); `tick` gets a running count of files seen.
+pub fn usage(paths: &PlexPaths, tick: &(dyn Fn(u64) + Sync)) -> Result<BTreeMap<String, Usage>> {
+    let mut out = BTreeMap::new();
+    let mut done = 0;
+    for (name, dir) in areas(paths)? {
+        let u = usage::measure(&dir, &|n| tick(done + n))?;
+        done += u.files;
+        out.insert(name, u);
+    }
+    let loose = loose_files(&paths.root.join("Metadata"))?;
+    if loose.files > 0 {
+        out.insert("Metadata".to_string(), loose);
+    }
+    Ok(out)
+}
+
+fn loose_files(dir: &Path) -> Result<Usage> {
+    let mut u = Usage::default();
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(u) };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let meta =
+            entry.metadata().with_context(|| format!("cannot read {}", entry.path().display()))?;
+        if !meta.is_dir() {
+            u.files += 1;
+            u.bytes += if meta.is_file() { meta.len() } else { 0 };
+        }
+    }
+    Ok(u)
+}
+
+/// Gathers the whole status.
+pub fn gather(
+    paths: &PlexPaths,
+    db: &Db,
+    wanted: &[i64],
+    tick: &(dyn Fn(u64) + Sync),
+) -> Result<Status> {
+    let lib = Library::read(db)?;
+    let sections = select(sections(db, &lib), wanted)?;
+    Ok(Status {
+        plex_dir: paths.root.clone(),
+        db: paths.db.clone(),
+        trigger_form: db.trigger_form()?,
+        tags_writable: db.tags_writable(),
+        image_columns: db.schema.metadata_items.clone(),
+        usage: usage(paths, tick)?,
+        sections,
+    })
+}
