@@ -4,6 +4,7 @@
 //! [`status`] → [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and
 //! benchmarks.
 
+pub mod changeset;
 pub mod cli;
 pub mod fixture;
 pub mod plex;

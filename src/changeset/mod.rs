@@ -1,0 +1,335 @@
+//! The changeset: what `plan` writes and `apply` executes (design.md §3).
+//!
+//! Self-describing (format version, tool, creation time, plex dir, the resolved spec, a summary),
+//! deterministic (sorted; only `created_at` differs between two plans of the same state) and
+//! compact (paths relative to the plex dir, whole folders as one `delete_dir`). Every change
+//! carries the precondition it was planned under. Reading validates everything and refuses a
+//! malformed changeset whole.
+
+mod validate;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{check_path, ChangesetError, CLEANABLE_ROOTS};
+
+/// The format this tidyplex writes; a reader accepts any `tidyplex-changeset/1[.minor]`.
+pub const FORMAT: &str = "tidyplex-changeset/1";
+
+/// A plan, ready to review and apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Changeset {
+    /// `tidyplex-changeset/1`; a newer major version is refused, minor additions are ignored.
+    pub format: String,
+    /// The tidyplex that wrote it (`tidyplex 0.1.0`).
+    pub tool: String,
+    /// When it was planned (RFC 3339, UTC).
+    pub created_at: String,
+    /// The Plex data folder it was planned for; apply refuses another one.
+    pub plex_dir: String,
+    /// What was asked for.
+    pub spec: PlanSpec,
+    /// Totals over `changes`.
+    pub summary: Summary,
+    /// Items the changes refer to, by id: shown in the rendered diff.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub items: BTreeMap<i64, ItemInfo>,
+    /// The changes, in a deterministic order (section, item, path).
+    pub changes: Vec<Change>,
+}
+
+/// The resolved request a changeset was planned from (never a secret: hosts are named, their
+/// credentials are read from the environment at apply time).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// Library sections and the stage each was planned at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<SectionStage>,
+    /// Bundle cleanup step (1–3), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<u8>,
+    /// PhotoTranscoder policy (`all`, `max-size=SIZE`, `older-than=AGE`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// Name of the image host for stage 4 uploads, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_host: Option<String>,
+}
+
+/// One section at one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SectionStage {
+    /// `library_sections.id`.
+    pub id: i64,
+    /// Its name when planned.
+    pub name: String,
+    /// Cleanup stage, 1–4 (cumulative).
+    pub stage: u8,
+}
+
+/// Totals, for the closing line of the rendered plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Summary {
+    /// Files deleted (each `delete_file`, plus the files inside each `delete_dir`).
+    pub files: u64,
+    /// Bytes freed by those deletions.
+    pub bytes: u64,
+    /// URL columns changed.
+    pub urls: u64,
+    /// Uploads to the image host.
+    pub uploads: u64,
+    /// Local columns left as they are because no provider URL is known.
+    #[serde(default)]
+    pub kept_local: u64,
+}
+
+/// What a rendered diff says about an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ItemInfo {
+    /// movie, show, season, episode, artist, album, collection, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Section id, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<i64>,
+}
+
+/// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, with the item it
+/// concerns beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Change {
+    /// The item (an id of `items`) this change belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<i64>,
+    /// Write a URL column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_url: Option<SetUrl>,
+    /// Delete one file (or symlink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_file: Option<DeleteFile>,
+    /// Delete a whole folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_dir: Option<DeleteDir>,
+    /// Upload a file to the image host and point a column at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+}
+
+/// `UPDATE table SET column = to WHERE id = id AND column = from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SetUrl {
+    /// `metadata_items`, `tags` or `library_sections`.
+    pub table: String,
+    /// Row id.
+    pub id: i64,
+    /// An image column of `table`.
+    pub column: String,
+    /// The value when planned (precondition).
+    pub from: Option<String>,
+    /// The new value: an http(s) URL.
+    pub to: String,
+}
+
+/// Delete a file, if it still has this size and mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DeleteFile {
+    /// Relative to the plex dir.
+    pub path: String,
+    /// Bytes (0 for a symlink).
+    pub size: u64,
+    /// Modification time, seconds since the epoch (of the link itself for a symlink).
+    pub mtime: i64,
+}
+
+/// Delete a folder, if its listing still has this digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DeleteDir {
+    /// Relative to the plex dir.
+    pub path: String,
+    /// Files (non-directories) inside.
+    pub files: u64,
+    /// Bytes of the regular files inside.
+    pub bytes: u64,
+    /// blake3 of the sorted listing (see [`digest`]).
+    pub digest: String,
+}
+
+/// Upload a file and point a column at the hosted copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Upload {
+    /// The file, relative to the plex dir.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// blake3 of its bytes (hex).
+    pub blake3: String,
+    /// `metadata_items`, `tags` or `library_sections`.
+    pub table: String,
+    /// Row id.
+    pub id: i64,
+    /// The column to point at the upload.
+    pub column: String,
+    /// The column's value when planned (precondition).
+    pub from: Option<String>,
+    /// Name of the image host.
+    pub host: String,
+}
+
+/// The one operation of a [`Change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    SetUrl(&'a SetUrl),
+    DeleteFile(&'a DeleteFile),
+    DeleteDir(&'a DeleteDir),
+    Upload(&'a Upload),
+}
+
+impl Change {
+    /// A change with no item context.
+    fn with(item: Option<i64>) -> Change {
+        Change { item, set_url: None, delete_file: None, delete_dir: None, upload: None }
+    }
+
+    /// A `set_url` change.
+    pub fn set_url(item: Option<i64>, op: SetUrl) -> Change {
+        Change { set_url: Some(op), ..Change::with(item) }
+    }
+
+    /// A `delete_file` change.
+    pub fn delete_file(item: Option<i64>, op: DeleteFile) -> Change {
+        Change { delete_file: Some(op), ..Change::with(item) }
+    }
+
+    /// A `delete_dir` change.
+    pub fn delete_dir(item: Option<i64>, op: DeleteDir) -> Change {
+        Change { delete_dir: Some(op), ..Change::with(item) }
+    }
+
+    /// An `upload` change.
+    pub fn upload(item: Option<i64>, op: Upload) -> Change {
+        Change { upload: Some(op), ..Change::with(item) }
+    }
+
+    /// The operation, when there is exactly one.
+    pub fn op(&self) -> Option<Op<'_>> {
+        let ops = [
+            self.set_url.as_ref().map(Op::SetUrl),
+            self.delete_file.as_ref().map(Op::DeleteFile),
+            self.delete_dir.as_ref().map(Op::DeleteDir),
+            self.upload.as_ref().map(Op::Upload),
+        ];
+        let mut present = ops.into_iter().flatten();
+        match (present.next(), present.next()) {
+            (Some(op), None) => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The order key: URL writes and uploads before deletions, then by path or column.
+    fn sort_key(&self) -> (u8, String, i64) {
+        match self.op() {
+            Some(Op::SetUrl(s)) => (0, format!("{}.{}", s.table, s.column), s.id),
+            Some(Op::Upload(u)) => (1, format!("{}.{}", u.table, u.column), u.id),
+            Some(Op::DeleteDir(d)) => (2, d.path.clone(), 0),
+            Some(Op::DeleteFile(f)) => (2, f.path.clone(), 0),
+            None => (9, String::new(), 0),
+        }
+    }
+}
+
+impl Changeset {
+    /// A changeset for `plex_dir`, created now, with `changes` sorted and summed up.
+    pub fn new(
+        plex_dir: &str,
+        spec: PlanSpec,
+        items: BTreeMap<i64, ItemInfo>,
+        mut changes: Vec<Change>,
+        kept_local: u64,
+    ) -> Changeset {
+        let section = |c: &Change| c.item.and_then(|i| items.get(&i)).and_then(|i| i.section);
+        changes.sort_by_cached_key(|c| (section(c).unwrap_or(i64::MAX), c.item, c.sort_key()));
+        changes.dedup();
+        let used: std::collections::BTreeSet<i64> = changes.iter().filter_map(|c| c.item).collect();
+        let items = items.into_iter().filter(|(id, _)| used.contains(id)).collect();
+        let mut summary = Summary { kept_local, ..Summary::default() };
+        for c in &changes {
+            match c.op() {
+                Some(Op::SetUrl(_)) => summary.urls += 1,
+                Some(Op::Upload(_)) => summary.uploads += 1,
+                Some(Op::DeleteFile(f)) => {
+                    summary.files += 1;
+                    summary.bytes += f.size;
+                }
+                Some(Op::DeleteDir(d)) => {
+                    summary.files += d.files;
+                    summary.bytes += d.bytes;
+                }
+                None => {}
+            }
+        }
+        Changeset {
+            format: FORMAT.to_string(),
+            tool: format!("tidyplex {}", env!("CARGO_PKG_VERSION")),
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            plex_dir: plex_dir.to_string(),
+            spec,
+            summary,
+            items,
+            changes,
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// YAML text.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("a changeset always serializes")
+    }
+
+    /// Pretty JSON text.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a changeset always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Reads a changeset from YAML or JSON text and validates every field.
+    pub fn parse(text: &str) -> Result<Changeset, ChangesetError> {
+        validate::parse(text)
+    }
+}
+
+/// blake3 (hex) of a folder listing: for each non-directory entry, sorted by relative path,
+/// `path \0 kind \0 size \n` (kind `f` for a file, `l` for a symlink with size 0).
+pub fn digest<'a>(listing: impl IntoIterator<Item = (&'a str, bool, u64)>) -> String {
+    let mut entries: Vec<(&str, bool, u64)> = listing.into_iter().collect();
+    entries.sort_unstable();
+    let mut h = blake3::Hasher::new();
+    for (path, is_link, size) in entries {
+        h.update(path.as_bytes());
+        h.update(if is_link { b"\0l\0" } else { b"\0f\0" });
+        h.update(size.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+use super::*;
+
+fn sample() -> Changeset {
+    let items = BTreeMap::from([
+        (
+            7,
+            ItemInfo {
+                kind: "movie".into(),
+                title: "Heat & Dust: \"1983\"".into(),
+                section: Some(1),
+            },
+        ),
+        (3, ItemInfo { kind: "show".into(), title: "무한도전".into(), section: Some(2) }),
+    ]);
+    let changes = vec![
+        Change::delete_file(
+            Some(7),
+            DeleteFile {
+                path: "Metadata/Movies/a/bc.bundle/Uploads/posters/ff".into(),
+                size: 10,
+                mtime: 5,
+            },
+        ),
+        Change::set_url(
+            Some(7),
+            SetUrl {
+                table: "metadata_items".into(),
+                id: 7,
+                column: "user_thumb_url".into(),
+                from: Some("metadata://posters/x".into()),
+                to: "https://image.tmdb.org/t/p/original/x.jpg?a=1&b=2".into(),
+            },
+        ),
+        Change::delete_dir(
+            Some(3),
+            DeleteDir {
+                path: "Metadata/TV Shows/1/23.bundle/Contents/com.plexapp.agents.thetvdb".into(),
+                files: 4,
+                bytes: 1000,
+                digest: digest([("a", false, 1), ("b", true, 0)]),
+            },
+        ),
+        Change::delete_file(
+            None,
+            DeleteFile { path: "Cache/PhotoTranscoder/ab/cd.jpg".into(), size: 3, mtime: 1 },
+        ),
+    ];
+    let spec = PlanSpec {
+        sections: vec![SectionStage { id: 1, name: "Movies".into(), stage: 2 }],
+        ..PlanSpec::default()
+    };
+    Changeset::new("/plex", spec, items, changes, 2)
+}
+
+#[test]
+fn sorts_by_section_then_item_then_urls_before_deletions() {
+    let cs = sample();
+    let order: Vec<(Option<i64>, bool)> =
+        cs.changes.iter().map(|c| (c.item, c.set_url.is_some())).collect();
+    assert_eq!(order, [(Some(7), true), (Some(7), false), (Some(3), false), (None, false)]);
+    assert_eq!(cs.summary, Summary { files: 6, bytes: 1013, urls: 1, uploads: 0, kept_local: 2 });
+}
+
+#[test]
+fn yaml_and_json_round_trip() {
+    let cs = sample();
+    let yaml = cs.to_yaml();
+    assert!(yaml.starts_with("format: tidyplex-changeset/1\n"), "{yaml}");
+    assert_eq!(Changeset::parse(&yaml).unwrap(), cs);
+    assert_eq!(Changeset::parse(&cs.to_json()).unwrap(), cs);
+}
+
+#[test]
+fn same_input_same_bytes_apart_from_created_at() {
+    let strip = |s: String| {
+        s.lines().filter(|l| !l.starts_with("created_at")).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(strip(sample().to_yaml()), strip(sample().to_yaml()));
+}
+
+/// Replaces `from` with `to` in the sample's YAML and parses it.
+fn tampered(from: &str, to: &str) -> String {
+    let yaml = sample().to_yaml();
+    assert!(yaml.contains(from), "{from} not in {yaml}");
+    Changeset::parse(&yaml.replacen(from, to, 1)).unwrap_err().to_string()
+}
+
+#[test]
+fn malformed_changesets_are_refused() {
+    let cases = [
+        ("path: Cache/PhotoTranscoder/ab/cd.jpg", "path: /etc/passwd", "not a relative path"),
+        ("path: Cache/PhotoTranscoder/ab/cd.jpg", "path: Metadata/../Plug-in Support/x", "`..`"),
+        (
+            "path: Cache/PhotoTranscoder/ab/cd.jpg",
+            "path: Plug-in Support/Databases/x.db",
+            "outside the cleanable",
+        ),
+        ("path: Cache/PhotoTranscoder/ab/cd.jpg", "path: Metadata//x", "empty"),
+        ("column: user_thumb_url", "column: title", "not an image column"),
+        ("table: metadata_items", "table: sqlite_master", "not an image column"),
+        ("to: https://image.tmdb.org", "to: file:///etc/passwd#", "not an http(s) URL"),
+        ("to: https://image.tmdb.org", "to: javascript:alert(1)//", "not an http(s) URL"),
+        ("format: tidyplex-changeset/1", "format: tidyplex-changeset/2", "upgrade tidyplex"),
+        ("format: tidyplex-changeset/1", "format: terraform/1", "not a tidyplex changeset"),
+        ("  delete_dir:\n", "  delete_tree:\n", "unknown field"),
+        ("    digest: ", "    digest: zz", "not 64 hex"),
+        ("- item: 3\n", "- item: 99\n", "item 99 is not listed"),
+        ("    size: 3\n", "    size: -3\n", "cannot be read"),
+    ];
+    for (from, to, expected) in cases {
+        let err = tampered(from, to);
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+}
+
+#[test]
+fn a_change_must_hold_exactly_one_operation() {
+    let mut cs = sample();
+    cs.changes[0].delete_file =
+        Some(DeleteFile { path: "Metadata/Movies/x".into(), size: 0, mtime: 0 });
+    let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
+    assert!(err.contains("exactly one"), "{err}");
+    cs.changes[0] =
+        Change { item: None, set_url: None, delete_file: None, delete_dir: None, upload: None };
+    let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
+    assert!(err.contains("exactly one"), "{err}");
+}
+
+#[test]
+fn a_later_minor_version_may_add_fields() {
+    let yaml = sample()
+        .to_yaml()
+        .replacen("format: tidyplex-changeset/1", "format: tidyplex-changeset/1.3", 1)
+        .replacen("tool: ", "comment: added later\ntool: ", 1);
+    assert!(Changeset::parse(&yaml).is_ok());
+    let strict = yaml.replacen("tidyplex-changeset/1.3", "tidyplex-changeset/1", 1);
+    assert!(Changeset::parse(&strict).unwrap_err().to_string().contains("unknown field `comment`"));
+}
+
+#[test]
+fn not_a_changeset_at_all() {
+    for text in ["", "hello", "[1, 2]", "{\"a\": 1}", "format: 7"] {
+        assert!(Changeset::parse(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn digests_depend_on_names_kinds_and_sizes_not_order() {
+    let a = digest([("x", false, 1), ("y", false, 2)]);
+    assert_eq!(a, digest([("y", false, 2), ("x", false, 1)]));
+    assert_ne!(a, digest([("x", false, 1), ("y", false, 3)]));
+    assert_ne!(a, digest([("x", true, 1), ("y", false, 2)]));
+    assert_ne!(a, digest([("x", false, 1), ("z", false, 2)]));
+}

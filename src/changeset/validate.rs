@@ -1,0 +1,189 @@
+//! Reading a changeset safely: format version, unknown fields, and every field's value.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::{Changeset, Op, FORMAT};
+use crate::plex::columns;
+
+/// Why a changeset is refused (always whole: nothing of it is applied).
+#[derive(Debug, thiserror::Error)]
+pub enum ChangesetError {
+    /// Not YAML/JSON, or not shaped like a changeset.
+    #[error("the changeset cannot be read: {0}")]
+    Syntax(String),
+    /// A format this tidyplex does not read.
+    #[error("{0}")]
+    Format(String),
+    /// A field this format version does not have.
+    #[error("the changeset has an unknown field `{0}` (was it edited by hand or written by a newer tidyplex?)")]
+    Unknown(String),
+    /// A field with a value that is not allowed.
+    #[error("change {index}: {reason}")]
+    Invalid { index: usize, reason: String },
+}
+
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+}
+
+/// Parses `text` (YAML or JSON), checking the format version first. Unknown fields are errors
+/// in format 1.0; a later 1.x may add fields, which are then ignored, but never a change kind
+/// of its own (a change must still hold exactly one known operation).
+pub(super) fn parse(text: &str) -> Result<Changeset, ChangesetError> {
+    let json = text.trim_start().starts_with('{');
+    let header: Header = if json { from_json(text, None)? } else { from_yaml(text, None)? };
+    let format = header.format.ok_or_else(|| {
+        ChangesetError::Format(
+            "the file has no `format:` line; it is not a tidyplex changeset".into(),
+        )
+    })?;
+    let minor = minor_version(&format)?;
+    let mut unknown = Vec::new();
+    let cs: Changeset = if json {
+        from_json(text, Some(&mut unknown))?
+    } else {
+        from_yaml(text, Some(&mut unknown))?
+    };
+    if minor == 0 {
+        if let Some(field) = unknown.into_iter().next() {
+            return Err(ChangesetError::Unknown(field));
+        }
+    }
+    cs.validate()?;
+    Ok(cs)
+}
+
+fn from_yaml<T: DeserializeOwned>(
+    text: &str,
+    unknown: Option<&mut Vec<String>>,
+) -> Result<T, ChangesetError> {
+    let de = yaml_serde::Deserializer::from_str(text);
+    deserialize(de, unknown).map_err(|e| ChangesetError::Syntax(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(
+    text: &str,
+    unknown: Option<&mut Vec<String>>,
+) -> Result<T, ChangesetError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    deserialize(&mut de, unknown).map_err(|e| ChangesetError::Syntax(e.to_string()))
+}
+
+fn deserialize<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(
+    de: D,
+    unknown: Option<&mut Vec<String>>,
+) -> Result<T, D::Error> {
+    match unknown {
+        Some(list) => serde_ignored::deserialize(de, |path| list.push(path.to_string())),
+        None => T::deserialize(de),
+    }
+}
+
+/// The minor version of `tidyplex-changeset/1[.N]`; anything else is an error.
+fn minor_version(format: &str) -> Result<u32, ChangesetError> {
+    let version = format.strip_prefix("tidyplex-changeset/").ok_or_else(|| {
+        ChangesetError::Format(format!("`{format}` is not a tidyplex changeset format"))
+    })?;
+    let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
+    match (major.parse::<u32>(), minor.parse::<u32>()) {
+        (Ok(1), Ok(minor)) => Ok(minor),
+        (Ok(major), Ok(_)) if major > 1 => Err(ChangesetError::Format(format!(
+            "the changeset is {format}, newer than this tidyplex reads ({FORMAT}); upgrade tidyplex"
+        ))),
+        _ => Err(ChangesetError::Format(format!(
+            "`{format}` is not a changeset format this tidyplex reads ({FORMAT})"
+        ))),
+    }
+}
+
+impl Changeset {
+    /// Checks every change: exactly one operation, safe paths, image columns, http(s) targets,
+    /// well-formed digests, and item references that exist.
+    pub fn validate(&self) -> Result<(), ChangesetError> {
+        minor_version(&self.format)?;
+        for (index, change) in self.changes.iter().enumerate() {
+            let invalid = |reason: String| ChangesetError::Invalid { index: index + 1, reason };
+            let op = change.op().ok_or_else(|| {
+                invalid(
+                    "a change must hold exactly one of set_url, delete_file, delete_dir, upload"
+                        .into(),
+                )
+            })?;
+            if let Some(item) = change.item {
+                if !self.items.contains_key(&item) {
+                    return Err(invalid(format!("item {item} is not listed under `items`")));
+                }
+            }
+            match op {
+                Op::SetUrl(s) => {
+                    check_column(&s.table, &s.column).map_err(invalid)?;
+                    check_http(&s.to).map_err(invalid)?;
+                }
+                Op::DeleteFile(f) => check_path(&f.path).map_err(invalid)?,
+                Op::DeleteDir(d) => {
+                    check_path(&d.path).map_err(invalid)?;
+                    check_hex(&d.digest, "digest").map_err(invalid)?;
+                }
+                Op::Upload(u) => {
+                    check_path(&u.path).map_err(invalid)?;
+                    check_column(&u.table, &u.column).map_err(invalid)?;
+                    check_hex(&u.blake3, "blake3").map_err(invalid)?;
+                    if u.host.is_empty() || u.host.contains("://") || u.host.contains('/') {
+                        return Err(invalid(format!("`{}` is not an image host name", u.host)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The roots a changeset may delete inside (never the roots themselves).
+pub const CLEANABLE_ROOTS: [&str; 3] = ["Metadata/", "Media/", "Cache/PhotoTranscoder/"];
+
+/// A path a change may name: relative, `/`-separated plain names, inside `Metadata/`, `Media/`
+/// or `Cache/PhotoTranscoder/` (the PhotoTranscoder folder, wherever it really is).
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') || path.contains('\\') || path.as_bytes().get(1) == Some(&b':') {
+        return Err(format!("`{path}` is not a relative path"));
+    }
+    if path.split('/').any(|p| p.is_empty() || p == "." || p == ".." || p.contains('\0')) {
+        return Err(format!("`{path}` has an empty, `.` or `..` part"));
+    }
+    if !CLEANABLE_ROOTS.iter().any(|root| path.starts_with(root)) {
+        return Err(format!(
+            "`{path}` is outside the cleanable folders (Metadata/, Media/, Cache/PhotoTranscoder/)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_column(table: &str, column: &str) -> Result<(), String> {
+    if columns::is_image_column(table, column) {
+        Ok(())
+    } else {
+        Err(format!("`{table}.{column}` is not an image column"))
+    }
+}
+
+fn check_http(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{url}` is not a valid http(s) URL"));
+    }
+    Ok(())
+}
+
+fn check_hex(value: &str, what: &str) -> Result<(), String> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("{what} `{value}` is not 64 hex digits"))
+    }
+}
