@@ -10,4 +10,5 @@ pub mod fixture;
 pub mod plex;
 pub mod render;
 pub mod scan;
+pub mod spec;
 pub mod status;

@@ -1,5 +1,6 @@
 //! Human output: sizes, counts, aligned tables and styles.
 
+pub mod plan;
 pub mod status;
 
 use anstyle::{AnsiColor, Style};

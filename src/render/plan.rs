@@ -1,0 +1,162 @@
+//! The Terraform-style view of a changeset (`plan`, `show`) and the diff of two (`diff`).
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+use similar::{ChangeTag, TextDiff};
+
+use super::{count, size, DIM, HEADER};
+use crate::changeset::{Change, Changeset, Op};
+use crate::plex::columns;
+
+const CHANGE: Style = AnsiColor::Yellow.on_default();
+const DELETE: Style = AnsiColor::Red.on_default();
+const ADD: Style = AnsiColor::Green.on_default();
+
+/// The whole changeset as a diff: a header per item, one line per change, the closing line.
+pub fn show(cs: &Changeset) -> String {
+    let mut out = String::new();
+    let mut current: Option<Option<i64>> = None;
+    for change in &cs.changes {
+        if current != Some(change.item) {
+            current = Some(change.item);
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "{HEADER}{}{HEADER:#}", header(cs, change.item));
+        }
+        let (style, line) = line(change);
+        let _ = writeln!(out, "  {style}{line}{style:#}");
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&closing(cs));
+    out.push('\n');
+    out
+}
+
+/// `# movie 123 "Heat" (section 1)`, or `# files outside any item`.
+fn header(cs: &Changeset, item: Option<i64>) -> String {
+    match item.and_then(|id| cs.items.get(&id).map(|i| (id, i))) {
+        Some((id, info)) => {
+            let section = info.section.map(|s| format!(" (section {s})")).unwrap_or_default();
+            format!("# {} {id} {:?}{section}", info.kind, info.title)
+        }
+        None => "# files outside any item".to_string(),
+    }
+}
+
+/// The style and text of one change.
+fn line(change: &Change) -> (Style, String) {
+    match change.op() {
+        Some(Op::SetUrl(s)) => (
+            CHANGE,
+            format!(
+                "~ {}{}: {} -> {}",
+                table_prefix(&s.table, s.id),
+                columns::short_name(&s.column),
+                s.from.as_deref().unwrap_or("(empty)"),
+                s.to
+            ),
+        ),
+        Some(Op::DeleteFile(f)) => (DELETE, format!("- {} ({})", f.path, size(f.size))),
+        Some(Op::DeleteDir(d)) => {
+            (DELETE, format!("- {}/ ({} files, {})", d.path, count(d.files), size(d.bytes)))
+        }
+        Some(Op::Upload(u)) => (
+            ADD,
+            format!(
+                "+ upload {} ({}) -> {}, then {}{}",
+                u.path,
+                size(u.size),
+                u.host,
+                table_prefix(&u.table, u.id),
+                columns::short_name(&u.column)
+            ),
+        ),
+        None => (DIM, "? (malformed change)".to_string()),
+    }
+}
+
+/// Names the row when it is not the item's own `metadata_items` row.
+fn table_prefix(table: &str, id: i64) -> String {
+    match table {
+        "metadata_items" => String::new(),
+        "tags" => format!("tag {id} "),
+        other => format!("{other} {id} "),
+    }
+}
+
+/// `Plan: N files to delete (X), M URLs to change, K uploads.` or `No changes. …`.
+pub fn closing(cs: &Changeset) -> String {
+    let s = &cs.summary;
+    let mut line = if cs.is_empty() {
+        "No changes. The library is clean.".to_string()
+    } else {
+        format!(
+            "Plan: {} to delete ({}), {} to change, {}.",
+            plural(s.files, "file"),
+            size(s.bytes),
+            plural(s.urls, "URL"),
+            plural(s.uploads, "upload")
+        )
+    };
+    if s.kept_local > 0 {
+        let _ = write!(
+            line,
+            "\n{DIM}{} kept local: no provider URL is known (uploads, unlisted files, frame grabs without an image host).{DIM:#}",
+            plural(s.kept_local, "image column")
+        );
+    }
+    line
+}
+
+fn plural(n: u64, what: &str) -> String {
+    format!("{} {what}{}", count(n), if n == 1 { "" } else { "s" })
+}
+
+/// What changed between two changesets: one line per change, `+` for what `new` adds and `-`
+/// for what it no longer has, then both closing lines.
+pub fn diff(old: &Changeset, new: &Changeset, old_name: &str, new_name: &str) -> String {
+    let (a, b) = (lines(old), lines(new));
+    let text = TextDiff::from_lines(&a, &b);
+    let mut out = String::new();
+    let _ = writeln!(out, "{HEADER}--- {old_name}\n+++ {new_name}{HEADER:#}");
+    let (mut added, mut removed) = (0u64, 0u64);
+    for change in text.iter_all_changes() {
+        let (style, sign) = match change.tag() {
+            ChangeTag::Equal => continue,
+            ChangeTag::Insert => {
+                added += 1;
+                (ADD, '+')
+            }
+            ChangeTag::Delete => {
+                removed += 1;
+                (DELETE, '-')
+            }
+        };
+        let _ = write!(out, "{style}{sign} {}{style:#}", change.value());
+    }
+    let _ = writeln!(
+        out,
+        "\n{} added, {} gone, {} in both.",
+        plural(added, "change"),
+        plural(removed, "change"),
+        count((b.lines().count() as u64).saturating_sub(added))
+    );
+    let _ = writeln!(out, "old: {}", closing(old).lines().next().unwrap_or_default());
+    let _ = writeln!(out, "new: {}", closing(new).lines().next().unwrap_or_default());
+    out
+}
+
+/// One self-contained line per change (item context included), for diffing.
+fn lines(cs: &Changeset) -> String {
+    let mut out = String::new();
+    for change in &cs.changes {
+        let (_, text) = line(change);
+        let item = header(cs, change.item);
+        let _ = writeln!(out, "{text}  [{}]", item.trim_start_matches("# "));
+    }
+    out
+}

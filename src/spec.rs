@@ -1,0 +1,301 @@
+//! SPEC files: a declarative statement of what to clean (examples in `plans/`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::changeset::{PlanSpec, SectionStage};
+use crate::plex::model::Section;
+
+/// What to clean, per section, plus bundles, cache and the image host. Secrets never appear
+/// here: hosts name the environment variables that hold them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Sections to clean; without it, every movie, show and music section at `stage`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<SectionSpec>,
+    /// Stage for sections that do not state one (1–4, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u8>,
+    /// Bundle cleanup step (1–3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<u8>,
+    /// PhotoTranscoder policy: `all`, `max-size=SIZE` or `older-than=AGE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// Where stage 4 uploads frame grabs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_host: Option<ImageHost>,
+}
+
+/// One section, by id or name, and its stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SectionSpec {
+    /// `library_sections.id` or the section's name.
+    pub section: SectionRef,
+    /// Cleanup stage 1–4 (cumulative); default: the top-level `stage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u8>,
+}
+
+/// A section named by id or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SectionRef {
+    /// Its id.
+    Id(i64),
+    /// Its name (exact, or the only case-insensitive match).
+    Name(String),
+}
+
+/// An image host for stage 4, with credentials only as environment variable names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ImageHost {
+    /// A Discord webhook; its URL is read from `webhook_env` at apply time.
+    Discord {
+        /// The variable holding the webhook URL.
+        #[serde(default = "default_webhook_env")]
+        webhook_env: String,
+    },
+    /// PUT to `<url>/<blake3>.<ext>`, served at `<public_url>/<blake3>.<ext>`.
+    HttpPut {
+        /// Where to PUT.
+        url: String,
+        /// Where Plex fetches from.
+        public_url: String,
+        /// The variable holding a bearer token, if the endpoint needs one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_env: Option<String>,
+    },
+    /// Copy into a folder that `tidyplex serve` publishes.
+    Dir {
+        /// The folder (outside the Plex data folder).
+        path: String,
+        /// Where Plex fetches from (`http://ADDR/i`).
+        public_url: String,
+    },
+}
+
+fn default_webhook_env() -> String {
+    "TIDYPLEX_DISCORD_WEBHOOK".to_string()
+}
+
+impl ImageHost {
+    /// The host's name as recorded in changesets.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ImageHost::Discord { .. } => "discord",
+            ImageHost::HttpPut { .. } => "http-put",
+            ImageHost::Dir { .. } => "dir",
+        }
+    }
+}
+
+/// Flags that override a SPEC.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--section ID`…: replaces the SPEC's sections.
+    pub sections: Vec<i64>,
+    /// `--stage N`: the stage of every section.
+    pub stage: Option<u8>,
+}
+
+impl Spec {
+    /// Reads and checks a SPEC file.
+    pub fn load(path: &Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the SPEC {}", path.display()))?;
+        let spec: Spec = yaml_serde::from_str(&text)
+            .with_context(|| format!("{} is not a valid SPEC", path.display()))?;
+        spec.check().with_context(|| format!("{} is not a valid SPEC", path.display()))?;
+        Ok(spec)
+    }
+
+    /// Checks stages, steps and that secrets are named, not written inline.
+    pub fn check(&self) -> Result<()> {
+        for stage in self.stage.iter().chain(self.sections.iter().filter_map(|s| s.stage.as_ref()))
+        {
+            check_stage(*stage)?;
+        }
+        if let Some(step) = self.bundles {
+            if !(1..=3).contains(&step) {
+                bail!("bundles must be 1, 2 or 3, not {step}");
+            }
+        }
+        match &self.image_host {
+            Some(ImageHost::Discord { webhook_env }) => check_env_name("webhook_env", webhook_env)?,
+            Some(ImageHost::HttpPut { token_env: Some(t), .. }) => check_env_name("token_env", t)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The sections and stages to plan, with flags applied, against the DB's sections.
+    pub fn resolve(&self, all: &[Section], flags: &Overrides) -> Result<PlanSpec> {
+        if let Some(stage) = flags.stage {
+            check_stage(stage)?;
+        }
+        let default_stage = flags.stage.or(self.stage).unwrap_or(1);
+        let wanted: Vec<(SectionRef, u8)> = if !flags.sections.is_empty() {
+            flags.sections.iter().map(|id| (SectionRef::Id(*id), default_stage)).collect()
+        } else if !self.sections.is_empty() {
+            self.sections
+                .iter()
+                .map(|s| (s.section.clone(), flags.stage.or(s.stage).unwrap_or(default_stage)))
+                .collect()
+        } else {
+            all.iter()
+                .filter(|s| s.is_cleanable())
+                .map(|s| (SectionRef::Id(s.id), default_stage))
+                .collect()
+        };
+        let mut sections = Vec::new();
+        for (r, stage) in wanted {
+            let section = find(all, &r)?;
+            if !section.is_cleanable() {
+                bail!(
+                    "section {} \"{}\" is a {} section; library cleanup covers movie, show and music sections",
+                    section.id,
+                    section.name,
+                    section.type_name()
+                );
+            }
+            sections.retain(|s: &SectionStage| s.id != section.id);
+            sections.push(SectionStage { id: section.id, name: section.name.clone(), stage });
+        }
+        sections.sort_by_key(|s| s.id);
+        Ok(PlanSpec {
+            sections,
+            bundles: self.bundles,
+            cache: self.cache.clone(),
+            image_host: self.image_host.as_ref().map(|h| h.name().to_string()),
+        })
+    }
+}
+
+fn check_stage(stage: u8) -> Result<()> {
+    if !(1..=4).contains(&stage) {
+        bail!("stage must be 1, 2, 3 or 4, not {stage}");
+    }
+    Ok(())
+}
+
+/// An environment variable name, not a secret pasted in its place.
+fn check_env_name(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !ok {
+        bail!(
+            "image_host.{field} must name an environment variable (like TIDYPLEX_DISCORD_WEBHOOK), \
+             never hold the secret itself"
+        );
+    }
+    Ok(())
+}
+
+/// The section `r` names.
+fn find<'a>(all: &'a [Section], r: &SectionRef) -> Result<&'a Section> {
+    let found = match r {
+        SectionRef::Id(id) => all.iter().find(|s| s.id == *id),
+        SectionRef::Name(name) => all.iter().find(|s| &s.name == name).or_else(|| {
+            let mut folded = all.iter().filter(|s| s.name.to_lowercase() == name.to_lowercase());
+            match (folded.next(), folded.next()) {
+                (Some(s), None) => Some(s),
+                _ => None,
+            }
+        }),
+    };
+    found.ok_or_else(|| {
+        let known: Vec<String> = all.iter().map(|s| format!("{} \"{}\"", s.id, s.name)).collect();
+        let what = match r {
+            SectionRef::Id(id) => format!("section {id}"),
+            SectionRef::Name(n) => format!("section \"{n}\""),
+        };
+        anyhow::anyhow!(
+            "there is no {what} (sections: {}); `tidyplex sections` lists them",
+            known.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sections() -> Vec<Section> {
+        let s = |id, name: &str, section_type| Section {
+            id,
+            name: name.into(),
+            section_type,
+            agent: String::new(),
+            images: vec![],
+        };
+        vec![s(1, "Movies", 1), s(2, "영화", 1), s(3, "TV Shows", 2), s(4, "Photos", 13)]
+    }
+
+    #[test]
+    fn sections_by_id_or_name_with_their_stages() {
+        let spec: Spec = yaml_serde::from_str(
+            "stage: 2\nsections:\n  - section: 영화\n    stage: 3\n  - section: tv shows\n  - section: 1\n",
+        )
+        .unwrap();
+        spec.check().unwrap();
+        let plan = spec.resolve(&sections(), &Overrides::default()).unwrap();
+        let got: Vec<(i64, u8)> = plan.sections.iter().map(|s| (s.id, s.stage)).collect();
+        assert_eq!(got, [(1, 2), (2, 3), (3, 2)]);
+    }
+
+    #[test]
+    fn flags_override_the_spec() {
+        let spec: Spec = yaml_serde::from_str("sections:\n  - section: 1\n    stage: 3\n").unwrap();
+        let flags = Overrides { sections: vec![3], stage: Some(2) };
+        let plan = spec.resolve(&sections(), &flags).unwrap();
+        assert_eq!(plan.sections, [SectionStage { id: 3, name: "TV Shows".into(), stage: 2 }]);
+        let plan =
+            spec.resolve(&sections(), &Overrides { stage: Some(1), ..Default::default() }).unwrap();
+        assert_eq!(plan.sections[0].stage, 1);
+    }
+
+    #[test]
+    fn without_sections_every_cleanable_one() {
+        let plan = Spec::default().resolve(&sections(), &Overrides::default()).unwrap();
+        let ids: Vec<i64> = plan.sections.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(plan.sections.iter().all(|s| s.stage == 1));
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_a_reason() {
+        let err = |yaml: &str| {
+            let spec: Result<Spec, _> = yaml_serde::from_str(yaml);
+            match spec {
+                Err(e) => e.to_string(),
+                Ok(spec) => match spec.check() {
+                    Err(e) => e.to_string(),
+                    Ok(()) => {
+                        spec.resolve(&sections(), &Overrides::default()).unwrap_err().to_string()
+                    }
+                },
+            }
+        };
+        assert!(err("stage: 5").contains("stage must be"));
+        assert!(err("bundles: 4").contains("bundles must be"));
+        assert!(err("sections:\n  - section: Nope\n").contains("no section \"Nope\""));
+        assert!(err("sections:\n  - section: 4\n").contains("photo section"));
+        assert!(err("stages: 2").contains("unknown field"));
+        assert!(err(
+            "image_host:\n  kind: discord\n  webhook_env: https://discord.com/api/webhooks/1/x\n"
+        )
+        .contains("never hold the secret"));
+        assert!(err(
+            "image_host:\n  kind: discord\n  webhook: https://discord.com/api/webhooks/1/x\n"
+        )
+        .contains("unknown field"));
+    }
+}
