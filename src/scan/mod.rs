@@ -1,3 +1,5 @@
 //! Read-only walkers over the Plex data folder.
 
+pub mod refs;
+pub mod tree;
 pub mod usage;

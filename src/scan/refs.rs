@@ -1,0 +1,190 @@
+//! The files the DB references: every local image column of every row, resolved to a path,
+//! with the targets of symlinks followed (both the link and its target are in use).
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+use crate::plex::db::Db;
+use crate::plex::model::{Library, Tag};
+use crate::plex::ImageUrl;
+
+/// One column value that points at something local.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ColumnRef {
+    /// `metadata_items`, `tags` or `library_sections`.
+    pub table: &'static str,
+    /// Row id.
+    pub id: i64,
+    /// Column.
+    pub column: &'static str,
+    /// The file, relative to the plex dir, when the value can be resolved.
+    pub path: Option<String>,
+    /// The value's file name (protects files by name when the path cannot be resolved).
+    pub name: Option<String>,
+}
+
+/// Every local image column value in the DB.
+pub fn collect(db: &Db, lib: &Library, tags: &[Tag]) -> Vec<ColumnRef> {
+    let mut out = Vec::new();
+    let mut push = |table, id, column, value: &Option<String>, bundle: Option<&str>| {
+        let url = ImageUrl::parse(value.as_deref());
+        if let Some(name) = url.file_name() {
+            out.push(ColumnRef {
+                table,
+                id,
+                column,
+                path: url.resolve(bundle),
+                name: Some(name.to_string()),
+            });
+        }
+    };
+    for item in &lib.items {
+        let bundle = lib.bundle_of(item);
+        for (col, value) in db.schema.metadata_items.iter().zip(&item.images) {
+            push("metadata_items", item.id, *col, value, bundle.as_deref());
+        }
+    }
+    for tag in tags {
+        let bundle = tag.metadata_item_id.and_then(|id| lib.item(id)).and_then(|i| lib.bundle_of(i));
+        for (col, value) in db.schema.tags.iter().zip(&tag.images) {
+            push("tags", tag.id, *col, value, bundle.as_deref());
+        }
+    }
+    for section in &lib.sections {
+        for (col, value) in db.schema.library_sections.iter().zip(&section.images) {
+            push("library_sections", section.id, *col, value, None);
+        }
+    }
+    out
+}
+
+/// The set of paths in use.
+#[derive(Debug, Default)]
+pub struct InUse {
+    paths: HashSet<String>,
+    names: HashSet<String>,
+}
+
+impl InUse {
+    /// The files `refs` point at (and, through symlinks, their targets) under `root`, leaving
+    /// out the refs `skip` says are about to change. A ref whose path cannot be resolved
+    /// protects every file with its name.
+    pub fn build<'a>(
+        root: &Path,
+        refs: impl IntoIterator<Item = &'a ColumnRef>,
+        skip: impl Fn(&ColumnRef) -> bool,
+    ) -> InUse {
+        let mut in_use = InUse::default();
+        for r in refs.into_iter().filter(|r| !skip(r)) {
+            match &r.path {
+                Some(path) => in_use.add_with_targets(root, path),
+                None => {
+                    in_use.names.extend(r.name.clone());
+                }
+            }
+        }
+        in_use
+    }
+
+    /// Adds `path` and the chain of symlink targets it leads to (at most 8 hops).
+    fn add_with_targets(&mut self, root: &Path, path: &str) {
+        let mut current = path.to_string();
+        for _ in 0..8 {
+            if !self.paths.insert(current.clone()) {
+                return;
+            }
+            let Ok(target) = std::fs::read_link(root.join(&current)) else { return };
+            match link_target(root, &current, &target) {
+                Some(next) => current = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Whether the file at `path` (relative to the plex dir) is in use.
+    pub fn contains(&self, path: &str) -> bool {
+        self.paths.contains(path)
+            || (!self.names.is_empty()
+                && path.rsplit('/').next().is_some_and(|name| self.names.contains(name)))
+    }
+
+    /// How many paths are in use.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether nothing is in use.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.names.is_empty()
+    }
+}
+
+/// Where a symlink at `link` (relative to `root`) with `target` points, relative to `root`;
+/// `None` when it leaves `root`.
+pub fn link_target(root: &Path, link: &str, target: &Path) -> Option<String> {
+    let joined: PathBuf = if target.is_absolute() {
+        let canonical = root.canonicalize().ok();
+        let rel = target
+            .strip_prefix(root)
+            .ok()
+            .or_else(|| canonical.as_deref().and_then(|c| target.strip_prefix(c).ok()))?;
+        rel.to_path_buf()
+    } else {
+        Path::new(link).parent().unwrap_or(Path::new("")).join(target)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for c in joined.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_absolute_targets_resolve_inside_the_root() {
+        let root = Path::new("/pms");
+        let link = "Metadata/Movies/a/b.bundle/Contents/_combined/posters/x";
+        assert_eq!(
+            link_target(root, link, Path::new("../../_stored/posters/x")).unwrap(),
+            "Metadata/Movies/a/b.bundle/Contents/_stored/posters/x"
+        );
+        assert_eq!(
+            link_target(root, link, Path::new("/pms/Metadata/Movies/a/b.bundle/Contents/y/z")).unwrap(),
+            "Metadata/Movies/a/b.bundle/Contents/y/z"
+        );
+        assert_eq!(link_target(root, link, Path::new("/etc/passwd")), None);
+        assert_eq!(link_target(root, "a/b", Path::new("../../../etc")), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_and_their_targets_are_both_in_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("M/c/_stored")).unwrap();
+        std::fs::create_dir_all(root.join("M/c/_combined")).unwrap();
+        std::fs::write(root.join("M/c/_stored/x"), "img").unwrap();
+        std::os::unix::fs::symlink("../_stored/x", root.join("M/c/_combined/x")).unwrap();
+        std::os::unix::fs::symlink("x", root.join("M/c/_combined/loop")).unwrap();
+        let refs = [
+            ColumnRef { table: "metadata_items", id: 1, column: "user_thumb_url", path: Some("M/c/_combined/x".into()), name: None },
+            ColumnRef { table: "tags", id: 2, column: "user_thumb_url", path: None, name: Some("unresolved".into()) },
+            ColumnRef { table: "metadata_items", id: 3, column: "user_art_url", path: Some("M/c/_combined/loop".into()), name: None },
+        ];
+        let in_use = InUse::build(root, &refs, |r| r.id == 3);
+        assert!(in_use.contains("M/c/_combined/x"));
+        assert!(in_use.contains("M/c/_stored/x"));
+        assert!(in_use.contains("Metadata/Anything/unresolved"));
+        assert!(!in_use.contains("M/c/_combined/loop"), "skipped refs protect nothing");
+    }
+}
