@@ -1,19 +1,22 @@
 //! The command line: argument parsing and dispatch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 
+use crate::changeset::Changeset;
 use crate::fixture;
 use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
+use crate::scan::library;
+use crate::spec::{Overrides, Spec};
 use crate::{render, status};
 
 /// Reclaim the disk space Plex Media Server spends on images it no longer needs.
@@ -64,6 +67,12 @@ pub enum Command {
     Sections(SectionsArgs),
     /// Disk use per area and, per section and column, how far the library is from clean
     Status(StatusArgs),
+    /// Plan a cleanup: read the DB and the folders, print the changes, optionally save them
+    Plan(PlanArgs),
+    /// Render a saved changeset (YAML or JSON) as a diff
+    Show(ShowArgs),
+    /// Show what changed between two changesets
+    Diff(DiffArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
     Fixture(FixtureArgs),
 }
@@ -85,6 +94,47 @@ pub struct StatusArgs {
     /// Print JSON instead of tables
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tidyplex plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// A SPEC file stating sections, stages, bundles, cache and image host (see plans/)
+    pub spec: Option<PathBuf>,
+    /// Only this section (repeat for more) [default: the SPEC's, else every movie/show/music section]
+    #[arg(long = "section", value_name = "ID")]
+    pub sections: Vec<i64>,
+    /// Cleanup stage for every section (1–4, cumulative) [default: the SPEC's, else 1]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub stage: Option<u8>,
+    /// Write the changeset to FILE (YAML, or JSON with --json)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print (and write) the changeset as JSON instead of the diff
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when there are changes, 0 when there are none
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `tidyplex show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The changeset (YAML or JSON)
+    pub file: PathBuf,
+    /// Print it as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidyplex diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older changeset
+    pub old: PathBuf,
+    /// The newer changeset
+    pub new: PathBuf,
 }
 
 /// `tidyplex fixture`.
@@ -186,6 +236,22 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Plan(args) => plan(global, args),
+        Command::Show(args) => {
+            let cs = read_changeset(&args.file)?;
+            if args.json {
+                print(&cs.to_json())?;
+            } else {
+                print(&render::plan::show(&cs))?;
+            }
+            Ok(0)
+        }
+        Command::Diff(args) => {
+            let (old, new) = (read_changeset(&args.old)?, read_changeset(&args.new)?);
+            let name = |p: &PathBuf| p.display().to_string();
+            print(&render::plan::diff(&old, &new, &name(&args.old), &name(&args.new)))?;
+            Ok(0)
+        }
         Command::Fixture(args) => {
             let opts = fixture::Options {
                 scale: args.scale,
@@ -205,6 +271,55 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
+    let spec = match &args.spec {
+        Some(path) => Spec::load(path)?,
+        None => Spec::default(),
+    };
+    let (paths, db) = open(global)?;
+    let lib = Library::read(&db)?;
+    let flags = Overrides { sections: args.sections.clone(), stage: args.stage };
+    let plan_spec = spec.resolve(&lib.sections, &flags)?;
+    let host = plan_spec.image_host.clone();
+    if host.is_none() && plan_spec.sections.iter().any(|s| s.stage >= 4) {
+        tracing::warn!(
+            "stage 4 uploads frame grabs to an image host, and none is configured (image_host in the SPEC); planning stage 3 for them"
+        );
+    }
+    let progress = spinner(global, "planning");
+    let input = library::Inputs::read(&paths.root, &db, &lib)?;
+    let planned = library::plan(&input, &plan_spec.sections, host.as_deref())?;
+    progress.finish_and_clear();
+    for warning in &planned.warnings {
+        tracing::warn!("{warning}");
+    }
+    let cs = Changeset::new(
+        &paths.root.to_string_lossy(),
+        plan_spec,
+        planned.items,
+        planned.changes,
+        planned.kept_local,
+    );
+    if let Some(out) = &args.output {
+        let text = if args.json { cs.to_json() } else { cs.to_yaml() };
+        std::fs::write(out, text)
+            .with_context(|| format!("cannot write the changeset to {}", out.display()))?;
+    }
+    if args.json {
+        print(&cs.to_json())?;
+    } else {
+        print(&render::plan::show(&cs))?;
+    }
+    Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
+}
+
+/// Reads and validates a changeset file.
+fn read_changeset(path: &Path) -> Result<Changeset> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the changeset {}", path.display()))?;
+    Changeset::parse(&text).with_context(|| format!("{} is refused", path.display()))
 }
 
 /// Locates the data folder and opens its DB read-only.

@@ -45,7 +45,8 @@ pub fn collect(db: &Db, lib: &Library, tags: &[Tag]) -> Vec<ColumnRef> {
         }
     }
     for tag in tags {
-        let bundle = tag.metadata_item_id.and_then(|id| lib.item(id)).and_then(|i| lib.bundle_of(i));
+        let bundle =
+            tag.metadata_item_id.and_then(|id| lib.item(id)).and_then(|i| lib.bundle_of(i));
         for (col, value) in db.schema.tags.iter().zip(&tag.images) {
             push("tags", tag.id, *col, value, bundle.as_deref());
         }
@@ -159,7 +160,8 @@ mod tests {
             "Metadata/Movies/a/b.bundle/Contents/_stored/posters/x"
         );
         assert_eq!(
-            link_target(root, link, Path::new("/pms/Metadata/Movies/a/b.bundle/Contents/y/z")).unwrap(),
+            link_target(root, link, Path::new("/pms/Metadata/Movies/a/b.bundle/Contents/y/z"))
+                .unwrap(),
             "Metadata/Movies/a/b.bundle/Contents/y/z"
         );
         assert_eq!(link_target(root, link, Path::new("/etc/passwd")), None);
@@ -177,9 +179,27 @@ mod tests {
         std::os::unix::fs::symlink("../_stored/x", root.join("M/c/_combined/x")).unwrap();
         std::os::unix::fs::symlink("x", root.join("M/c/_combined/loop")).unwrap();
         let refs = [
-            ColumnRef { table: "metadata_items", id: 1, column: "user_thumb_url", path: Some("M/c/_combined/x".into()), name: None },
-            ColumnRef { table: "tags", id: 2, column: "user_thumb_url", path: None, name: Some("unresolved".into()) },
-            ColumnRef { table: "metadata_items", id: 3, column: "user_art_url", path: Some("M/c/_combined/loop".into()), name: None },
+            ColumnRef {
+                table: "metadata_items",
+                id: 1,
+                column: "user_thumb_url",
+                path: Some("M/c/_combined/x".into()),
+                name: None,
+            },
+            ColumnRef {
+                table: "tags",
+                id: 2,
+                column: "user_thumb_url",
+                path: None,
+                name: Some("unresolved".into()),
+            },
+            ColumnRef {
+                table: "metadata_items",
+                id: 3,
+                column: "user_art_url",
+                path: Some("M/c/_combined/loop".into()),
+                name: None,
+            },
         ];
         let in_use = InUse::build(root, &refs, |r| r.id == 3);
         assert!(in_use.contains("M/c/_combined/x"));

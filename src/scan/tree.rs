@@ -36,9 +36,8 @@ pub fn walk(root: &Path, rel: &str) -> Result<Vec<Entry>> {
         if entry.file_type().is_dir() {
             continue;
         }
-        let meta = entry
-            .metadata()
-            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        let meta =
+            entry.metadata().with_context(|| format!("cannot read {}", entry.path().display()))?;
         let sub = entry.path().strip_prefix(&base).expect("walkdir stays under its root");
         out.push(Entry {
             path: format!("{rel}/{}", sub.to_string_lossy().replace('\\', "/")),

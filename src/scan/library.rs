@@ -1,0 +1,379 @@
+//! Library cleanup stages 1–4 for the chosen sections (design.md §1). Read-only: it emits
+//! changes; `apply` executes them.
+//!
+//! 1. Files in the sections' Metadata bundles that no column references (XML always stays).
+//! 2. Columns on a local `metadata://`/`upload://` file whose provider URL is known are switched
+//!    to it; the files this frees go too.
+//! 3. Media-bundle analysis images (`Thumbnails/thumb*.jpg`, `Art/art*.jpg`) nothing references.
+//! 4. Columns on a `media://` frame grab are uploaded to the image host (when one is configured).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::Result;
+use rayon::prelude::*;
+
+use super::refs::{self, ColumnRef, InUse};
+use super::tree::{self, Entry};
+use crate::changeset::{Change, ItemInfo, SectionStage, SetUrl, Upload};
+use crate::plex::db::Db;
+use crate::plex::infoxml::InfoXml;
+use crate::plex::model::{self, types, Candidate, Item, Library, MediaPart};
+use crate::plex::{bundle, ImageUrl};
+
+/// What the library stages plan.
+#[derive(Debug, Default)]
+pub struct LibraryPlan {
+    /// The changes, unsorted.
+    pub changes: Vec<Change>,
+    /// Context for the items the changes concern.
+    pub items: BTreeMap<i64, ItemInfo>,
+    /// Local columns left alone because no provider URL is known.
+    pub kept_local: u64,
+    /// Things worth telling the user (skipped bundles, unreadable XML).
+    pub warnings: Vec<String>,
+}
+
+/// Everything read from the DB, once.
+pub struct Inputs<'a> {
+    /// The plex dir.
+    pub root: &'a Path,
+    /// The DB (for its schema).
+    pub db: &'a Db,
+    /// Sections and items.
+    pub lib: &'a Library,
+    /// `tags` rows with images.
+    pub tags: Vec<model::Tag>,
+    /// New-agent candidates.
+    pub candidates: Vec<Candidate>,
+    /// Media parts.
+    pub parts: Vec<MediaPart>,
+}
+
+impl<'a> Inputs<'a> {
+    /// Reads tags, candidates and media parts.
+    pub fn read(root: &'a Path, db: &'a Db, lib: &'a Library) -> Result<Inputs<'a>> {
+        Ok(Inputs {
+            root,
+            db,
+            lib,
+            tags: model::read_tags(db)?,
+            candidates: model::read_candidates(db)?,
+            parts: model::read_media_parts(db)?,
+        })
+    }
+}
+
+/// A planned column switch.
+struct Switch {
+    item: i64,
+    column: &'static str,
+    from: String,
+    to: String,
+}
+
+/// Plans the library stages for `sections`. `host` names the stage-4 image host, if any.
+pub fn plan(
+    input: &Inputs<'_>,
+    sections: &[SectionStage],
+    host: Option<&str>,
+) -> Result<LibraryPlan> {
+    let lib = input.lib;
+    let stage_of: HashMap<i64, u8> = sections.iter().map(|s| (s.id, s.stage)).collect();
+    let stage = |item: &Item| item.section_id.and_then(|s| stage_of.get(&s).copied());
+    let children = children(lib);
+    let owners: Vec<&Item> = lib
+        .items
+        .iter()
+        .filter(|i| {
+            matches!(i.metadata_type, types::MOVIE | types::SHOW | types::ARTIST | types::ALBUM)
+        })
+        .filter(|i| stage(i).is_some())
+        .collect();
+    let candidates = by_item(&input.candidates);
+    let image_columns = &input.db.schema.metadata_items;
+
+    // Stage 2 (and 4): column switches, per bundle owner and its descendants.
+    let per_owner: Vec<(Vec<Switch>, Vec<Change>, u64, Vec<String>)> = owners
+        .par_iter()
+        .map(|owner| {
+            let stage = stage(owner).unwrap_or(1);
+            let mut xml = XmlCache::default();
+            let (mut switches, mut uploads, mut kept, mut warnings) = (vec![], vec![], 0, vec![]);
+            if stage < 2 {
+                return (switches, uploads, kept, warnings);
+            }
+            let bundle = lib.bundle_of(owner);
+            for item in family(owner, &children, lib) {
+                for (col, value) in image_columns.iter().zip(&item.images) {
+                    let url = ImageUrl::parse(value.as_deref());
+                    let raw = value.as_deref().unwrap_or_default();
+                    match &url {
+                        ImageUrl::Metadata(_) | ImageUrl::Upload(_) => {
+                            let found = candidates
+                                .get(&item.id)
+                                .and_then(|c| {
+                                    c.iter().find(|c| c.thumb_url == raw && is_http(&c.text))
+                                })
+                                .map(|c| c.text.clone())
+                                .or_else(|| {
+                                    let b = bundle.as_deref()?;
+                                    xml_url(input.root, b, &url, &mut xml, &mut warnings)
+                                });
+                            match found {
+                                Some(to) => switches.push(Switch {
+                                    item: item.id,
+                                    column: col,
+                                    from: raw.to_string(),
+                                    to,
+                                }),
+                                None => kept += 1,
+                            }
+                        }
+                        ImageUrl::Media(_) => match (stage >= 4, host) {
+                            (true, Some(host)) => {
+                                match upload(input.root, item.id, col, raw, &url, host) {
+                                    Ok(Some(change)) => uploads.push(change),
+                                    Ok(None) => kept += 1,
+                                    Err(e) => {
+                                        warnings.push(format!("{e:#}"));
+                                        kept += 1;
+                                    }
+                                }
+                            }
+                            _ => kept += 1,
+                        },
+                        _ => {}
+                    }
+                }
+            }
+            (switches, uploads, kept, warnings)
+        })
+        .collect();
+
+    let mut out = LibraryPlan::default();
+    let mut switched: HashSet<(i64, &'static str)> = HashSet::new();
+    for (switches, uploads, kept, warnings) in per_owner {
+        out.kept_local += kept;
+        out.warnings.extend(warnings);
+        out.changes.extend(uploads);
+        for s in switches {
+            switched.insert((s.item, s.column));
+            out.changes.push(Change::set_url(
+                Some(s.item),
+                SetUrl {
+                    table: "metadata_items".into(),
+                    id: s.item,
+                    column: s.column.into(),
+                    from: Some(s.from),
+                    to: s.to,
+                },
+            ));
+        }
+    }
+
+    // What stays referenced once the switches are made.
+    let all_refs = refs::collect(input.db, lib, &input.tags);
+    let in_use = InUse::build(input.root, &all_refs, |r: &ColumnRef| {
+        r.table == "metadata_items" && switched.contains(&(r.id, r.column))
+    });
+
+    // Stages 1–2: unreferenced files in each owner's bundle.
+    let bundle_changes: Vec<Result<Vec<Change>, String>> = owners
+        .par_iter()
+        .map(|owner| {
+            let Some(bundle) = lib.bundle_of(owner) else { return Ok(vec![]) };
+            let entries =
+                tree::walk(input.root, &bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+            let doomed = |e: &Entry| !is_xml(&e.path) && !in_use.contains(&e.path);
+            Ok(tree::changes(&bundle, &entries, doomed, 2, Some(owner.id)))
+        })
+        .collect();
+    for result in bundle_changes {
+        match result {
+            Ok(changes) => out.changes.extend(changes),
+            Err(warning) => out.warnings.push(warning),
+        }
+    }
+
+    // Stage 3: analysis images in the Media bundles of the sections' items.
+    let media: Vec<(i64, String)> = input
+        .parts
+        .iter()
+        .filter_map(|p| {
+            let item = lib.item(p.item_id?)?;
+            (stage(item)? >= 3).then_some(())?;
+            Some((item.id, bundle::media_bundle(p.hash.as_deref()?)?))
+        })
+        .collect();
+    let media_changes: Vec<Change> = media
+        .par_iter()
+        .flat_map_iter(|(item, bundle)| {
+            let mut found = Vec::new();
+            for (folder, prefix) in [("Thumbnails", "thumb"), ("Art", "art")] {
+                let rel = format!("{bundle}/Contents/{folder}");
+                for e in tree::walk(input.root, &rel).unwrap_or_default() {
+                    let name = &e.path[rel.len() + 1..];
+                    let analysis =
+                        name.starts_with(prefix) && name.ends_with(".jpg") && !name.contains('/');
+                    if analysis && !in_use.contains(&e.path) {
+                        found.push(e);
+                    }
+                }
+            }
+            tree::changes(bundle, &found, |_| true, usize::MAX, Some(*item))
+        })
+        .collect();
+    out.changes.extend(media_changes);
+
+    // Context for every item a change mentions.
+    let section_of: HashMap<i64, i64> = lib.sections.iter().map(|s| (s.id, s.id)).collect();
+    for change in &out.changes {
+        let Some(id) = change.item else { continue };
+        if let Some(item) = lib.item(id) {
+            out.items.entry(id).or_insert_with(|| ItemInfo {
+                kind: types::name(item.metadata_type).to_string(),
+                title: display_title(lib, item),
+                section: item.section_id.and_then(|s| section_of.get(&s).copied()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `Show – S01E02 – Title` for episodes, `Show – Season 1` for seasons, else the title.
+fn display_title(lib: &Library, item: &Item) -> String {
+    let show = lib.bundle_owner(item).filter(|o| o.id != item.id).map(|o| o.title.as_str());
+    match (item.metadata_type, show) {
+        (types::SEASON, Some(show)) => format!("{show} – Season {}", item.index.unwrap_or(0)),
+        (types::EPISODE, Some(show)) => {
+            let season = lib.item(item.parent_id.unwrap_or(0)).and_then(|s| s.index).unwrap_or(0);
+            format!("{show} – S{season:02}E{:02} – {}", item.index.unwrap_or(0), item.title)
+        }
+        _ => item.title.clone(),
+    }
+}
+
+/// Parent id → child items.
+fn children(lib: &Library) -> HashMap<i64, Vec<&Item>> {
+    let mut map: HashMap<i64, Vec<&Item>> = HashMap::new();
+    for item in &lib.items {
+        if let Some(p) = item.parent_id {
+            map.entry(p).or_default().push(item);
+        }
+    }
+    map
+}
+
+/// A bundle owner and the items whose images live in its bundle (a show's seasons and
+/// episodes, an album's tracks).
+fn family<'a>(
+    owner: &'a Item,
+    children: &HashMap<i64, Vec<&'a Item>>,
+    lib: &Library,
+) -> Vec<&'a Item> {
+    let mut out = vec![owner];
+    let mut i = 0;
+    while i < out.len() {
+        for child in children.get(&out[i].id).into_iter().flatten() {
+            let same_bundle = lib.bundle_owner(child).is_some_and(|o| o.id == owner.id);
+            if same_bundle && !out.iter().any(|x| x.id == child.id) {
+                out.push(child);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
+    let mut map: HashMap<i64, Vec<&Candidate>> = HashMap::new();
+    for c in candidates {
+        map.entry(c.item_id).or_default().push(c);
+    }
+    map
+}
+
+fn is_http(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+fn is_xml(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml"))
+}
+
+/// Parsed `Info.xml` files of one bundle, each read at most once.
+#[derive(Default)]
+struct XmlCache(HashMap<String, Option<InfoXml>>);
+
+/// The provider URL the legacy `Info.xml` at the value's level lists for its file:
+/// `metadata://[seasons/<n>/[episodes/<m>/]]<list>/<file>` is looked up in `_combined/Info.xml`,
+/// `_combined/seasons/<n>.xml` or `_combined/seasons/<n>/episodes/<m>.xml`.
+fn xml_url(
+    root: &Path,
+    bundle: &str,
+    url: &ImageUrl,
+    cache: &mut XmlCache,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let ImageUrl::Metadata(rest) = url else { return None };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (xml, list, file) = match parts.as_slice() {
+        [list, file] => ("Info.xml".to_string(), *list, *file),
+        ["seasons", n, list, file] => (format!("seasons/{n}.xml"), *list, *file),
+        ["seasons", n, "episodes", m, list, file] => {
+            (format!("seasons/{n}/episodes/{m}.xml"), *list, *file)
+        }
+        _ => return None,
+    };
+    let path = format!("{bundle}/Contents/_combined/{xml}");
+    let info =
+        cache.0.entry(path.clone()).or_insert_with(|| match std::fs::read(root.join(&path)) {
+            Ok(bytes) => match InfoXml::parse(&bytes) {
+                Ok(info) => Some(info),
+                Err(e) => {
+                    warnings.push(format!("{path}: {e}; its images stay local"));
+                    None
+                }
+            },
+            Err(_) => None,
+        });
+    let found = info.as_ref()?.find(list, file)?;
+    is_http(&found.url).then(|| found.url.clone())
+}
+
+/// An `upload` change for a frame-grab column, when its file exists.
+fn upload(
+    root: &Path,
+    item: i64,
+    column: &'static str,
+    raw: &str,
+    url: &ImageUrl,
+    host: &str,
+) -> Result<Option<Change>> {
+    use anyhow::Context as _;
+    let Some(path) = url.resolve(None) else { return Ok(None) };
+    let abs = root.join(&path);
+    let Ok(meta) = std::fs::symlink_metadata(&abs) else { return Ok(None) };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(std::fs::File::open(&abs).with_context(|| format!("cannot read {path}"))?)
+        .with_context(|| format!("cannot read {path}"))?;
+    Ok(Some(Change::upload(
+        Some(item),
+        Upload {
+            path,
+            size: meta.len(),
+            blake3: hasher.finalize().to_hex().to_string(),
+            table: "metadata_items".into(),
+            id: item,
+            column: column.into(),
+            from: Some(raw.to_string()),
+            host: host.to_string(),
+        },
+    )))
+}
