@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests: run the real binary on real fixture folders.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// `tidyplex` with a clean environment (no colour, no plex dir from the caller's shell).
+pub fn tidyplex() -> Command {
+    let mut cmd = Command::cargo_bin("tidyplex").unwrap();
+    cmd.env_remove("TIDYPLEX_PLEX_DIR").env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `tidyplex --plex-dir DIR ARGS…`, asserts exit code `code`, returns stdout.
+pub fn run(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = tidyplex().arg("--plex-dir").arg(dir).args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stdout
+}
+
+/// Runs `tidyplex --plex-dir DIR ARGS…` expecting failure; returns stderr.
+pub fn fail(dir: &Path, args: &[&str]) -> String {
+    let out = tidyplex().arg("--plex-dir").arg(dir).args(args).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// A fixture built by the real `fixture` command in a fresh temp dir; returns the temp dir
+/// (keep it alive), the plex dir and the report.
+pub fn fixture(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Plex Media Server");
+    let out = tidyplex().arg("fixture").arg(&dir).arg("--json").args(extra).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = serde_json::from_slice(&out.stdout).unwrap();
+    (tmp, dir, report)
+}
+
+/// Runs a command with `--json` and parses stdout.
+pub fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&run(dir, &args, 0)).unwrap()
+}
+
+/// Everything under `root`: relative path → (kind, size, mtime, link target), for proving
+/// a command changed nothing. SQLite's `-wal`/`-shm` companions are left out.
+pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u64, u128, Option<PathBuf>)> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel.ends_with("-wal") || rel.ends_with("-shm") {
+            continue;
+        }
+        let meta = entry.path().symlink_metadata().unwrap();
+        let kind = if meta.is_dir() {
+            'd'
+        } else if meta.file_type().is_symlink() {
+            'l'
+        } else {
+            'f'
+        };
+        let mtime = meta.modified().unwrap().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let size = if kind == 'd' { 0 } else { meta.len() };
+        out.insert(rel, (kind, size, mtime, std::fs::read_link(entry.path()).ok()));
+    }
+    out
+}
+
+/// The DB of a plex dir.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("Plug-in Support/Databases/com.plexapp.plugins.library.db")
+}
+
+/// Whether the tests run as root (who can read anything, so permission tests say nothing).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
