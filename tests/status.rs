@@ -122,7 +122,8 @@ fn a_corrupt_db_is_a_clear_error() {
     let db = db_path(&dir);
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() > 64 * 1024, "the fixture DB has real pages");
-    for b in &mut bytes[4096..bytes.len() - 4096] {
+    let end = bytes.len() - 4096;
+    for b in &mut bytes[4096..end] {
         *b ^= 0x5a;
     }
     std::fs::write(&db, bytes).unwrap();
