@@ -10,5 +10,6 @@ pub mod fixture;
 pub mod plex;
 pub mod render;
 pub mod scan;
+pub mod schema;
 pub mod spec;
 pub mod status;

@@ -64,9 +64,8 @@ fn sections_lists_every_section_with_what_is_still_local() {
     let korean = table.lines().find(|l| l.contains("영화")).expect("the Korean section is listed");
     let movies = table.lines().find(|l| l.contains(" Movies ")).unwrap();
     // Wide characters take two columns: the TYPE column starts at the same display width.
-    let width = |l: &str, col: &str| {
-        unicode_width::UnicodeWidthStr::width(&l[..l.find(col).unwrap()])
-    };
+    let width =
+        |l: &str, col: &str| unicode_width::UnicodeWidthStr::width(&l[..l.find(col).unwrap()]);
     assert_eq!(width(korean, "movie"), width(movies, "movie"), "{table}");
 }
 
@@ -74,7 +73,8 @@ fn sections_lists_every_section_with_what_is_still_local() {
 fn status_can_be_limited_to_sections() {
     let (_tmp, dir, _) = fixture(&[]);
     let status = json(&dir, &["status", "--section", "1", "--section", "3"]);
-    let ids: Vec<&Value> = status["sections"].as_array().unwrap().iter().map(|s| &s["id"]).collect();
+    let ids: Vec<&Value> =
+        status["sections"].as_array().unwrap().iter().map(|s| &s["id"]).collect();
     assert_eq!(ids, [1, 3]);
     let err = fail(&dir, &["status", "--section", "99"]);
     assert!(err.contains("no section 99"), "{err}");
@@ -84,7 +84,14 @@ fn status_can_be_limited_to_sections() {
 fn the_human_status_is_a_small_table() {
     let (_tmp, dir, _) = fixture(&["--triggers", "broad"]);
     let text = run(&dir, &["status"], 0);
-    for expected in ["DISK USE", "Metadata/Movies", "PhotoTranscoder", "FTS triggers      broad", "COLUMN", "HTTP"] {
+    for expected in [
+        "DISK USE",
+        "Metadata/Movies",
+        "PhotoTranscoder",
+        "FTS triggers      broad",
+        "COLUMN",
+        "HTTP",
+    ] {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "no colour without a terminal");
@@ -107,8 +114,10 @@ fn a_locked_db_is_a_clear_error() {
     let (_tmp, dir, _) = fixture(&[]);
     let conn = rusqlite::Connection::open(db_path(&dir)).unwrap();
     // Exclusive locking mode in WAL keeps every other connection out, as a Plex write storm can.
-    conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE taggings SET id=id WHERE 0;")
-        .unwrap();
+    conn.execute_batch(
+        "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE taggings SET id=id WHERE 0;",
+    )
+    .unwrap();
     let err = fail(&dir, &["status"]);
     assert!(err.contains("locked"), "{err}");
     assert!(err.contains("when Plex is idle"), "{err}");

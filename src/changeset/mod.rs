@@ -107,6 +107,12 @@ pub struct ItemInfo {
 /// concerns beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["set_url"]},
+    {"required": ["delete_file"]},
+    {"required": ["delete_dir"]},
+    {"required": ["upload"]}
+]))]
 pub struct Change {
     /// The item (an id of `items`) this change belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +144,7 @@ pub struct SetUrl {
     /// The value when planned (precondition).
     pub from: Option<String>,
     /// The new value: an http(s) URL.
+    #[schemars(regex(pattern = r"^[hH][tT][tT][pP][sS]?://[^/?#\s]+"))]
     pub to: String,
 }
 
@@ -146,6 +153,7 @@ pub struct SetUrl {
 #[schemars(deny_unknown_fields)]
 pub struct DeleteFile {
     /// Relative to the plex dir.
+    #[schemars(regex(pattern = r"^(Metadata|Media|Cache/PhotoTranscoder)/[^\\]+$"))]
     pub path: String,
     /// Bytes (0 for a symlink).
     pub size: u64,
@@ -158,12 +166,14 @@ pub struct DeleteFile {
 #[schemars(deny_unknown_fields)]
 pub struct DeleteDir {
     /// Relative to the plex dir.
+    #[schemars(regex(pattern = r"^(Metadata|Media|Cache/PhotoTranscoder)/[^\\]+$"))]
     pub path: String,
     /// Files (non-directories) inside.
     pub files: u64,
     /// Bytes of the regular files inside.
     pub bytes: u64,
     /// blake3 of the sorted listing (see [`digest`]).
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     pub digest: String,
 }
 
@@ -172,10 +182,12 @@ pub struct DeleteDir {
 #[schemars(deny_unknown_fields)]
 pub struct Upload {
     /// The file, relative to the plex dir.
+    #[schemars(regex(pattern = r"^(Metadata|Media|Cache/PhotoTranscoder)/[^\\]+$"))]
     pub path: String,
     /// Its size.
     pub size: u64,
     /// blake3 of its bytes (hex).
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     pub blake3: String,
     /// `metadata_items`, `tags` or `library_sections`.
     pub table: String,
