@@ -64,6 +64,70 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// What stage 2 (and 4) plan for one bundle owner and its family.
+#[derive(Default)]
+struct OwnerPlan {
+    switches: Vec<Switch>,
+    uploads: Vec<Change>,
+    kept: u64,
+    warnings: Vec<String>,
+}
+
+/// For each local column of `family`: a switch to its provider URL (new agents: the
+/// `taggings` row whose `thumb_url` equals the value; legacy: the `Info.xml` at the value's
+/// level), an upload of a frame grab at stage 4 with a host, or "kept local".
+fn plan_switches(
+    input: &Inputs<'_>,
+    family: &[&Item],
+    image_columns: &[&'static str],
+    bundle: Option<&str>,
+    candidates: &HashMap<i64, Vec<&Candidate>>,
+    stage: u8,
+    host: Option<&str>,
+) -> OwnerPlan {
+    let mut xml = XmlCache::default();
+    let mut plan = OwnerPlan::default();
+    for item in family {
+        for (col, value) in image_columns.iter().zip(&item.images) {
+            let url = ImageUrl::parse(value.as_deref());
+            let raw = value.as_deref().unwrap_or_default();
+            match &url {
+                ImageUrl::Metadata(_) | ImageUrl::Upload(_) => {
+                    let found = candidates
+                        .get(&item.id)
+                        .and_then(|c| c.iter().find(|c| c.thumb_url == raw && is_http(&c.text)))
+                        .map(|c| c.text.clone())
+                        .or_else(|| {
+                            xml_url(input.root, bundle?, &url, &mut xml, &mut plan.warnings)
+                        });
+                    match found {
+                        Some(to) => plan.switches.push(Switch {
+                            item: item.id,
+                            column: col,
+                            from: raw.to_string(),
+                            to,
+                        }),
+                        None => plan.kept += 1,
+                    }
+                }
+                ImageUrl::Media(_) => match host.filter(|_| stage >= 4) {
+                    Some(host) => match upload(input.root, item.id, col, raw, &url, host) {
+                        Ok(Some(change)) => plan.uploads.push(change),
+                        Ok(None) => plan.kept += 1,
+                        Err(e) => {
+                            plan.warnings.push(format!("{e:#}"));
+                            plan.kept += 1;
+                        }
+                    },
+                    None => plan.kept += 1,
+                },
+                _ => {}
+            }
+        }
+    }
+    plan
+}
+
 /// A planned column switch.
 struct Switch {
     item: i64,
@@ -94,70 +158,34 @@ pub fn plan(
     let image_columns = &input.db.schema.metadata_items;
 
     // Stage 2 (and 4): column switches, per bundle owner and its descendants.
-    let per_owner: Vec<(Vec<Switch>, Vec<Change>, u64, Vec<String>)> = owners
+    let per_owner: Vec<OwnerPlan> = owners
         .par_iter()
         .map(|owner| {
             let stage = stage(owner).unwrap_or(1);
-            let mut xml = XmlCache::default();
-            let (mut switches, mut uploads, mut kept, mut warnings) = (vec![], vec![], 0, vec![]);
             if stage < 2 {
-                return (switches, uploads, kept, warnings);
+                return OwnerPlan::default();
             }
+            let family = family(owner, &children, lib);
             let bundle = lib.bundle_of(owner);
-            for item in family(owner, &children, lib) {
-                for (col, value) in image_columns.iter().zip(&item.images) {
-                    let url = ImageUrl::parse(value.as_deref());
-                    let raw = value.as_deref().unwrap_or_default();
-                    match &url {
-                        ImageUrl::Metadata(_) | ImageUrl::Upload(_) => {
-                            let found = candidates
-                                .get(&item.id)
-                                .and_then(|c| {
-                                    c.iter().find(|c| c.thumb_url == raw && is_http(&c.text))
-                                })
-                                .map(|c| c.text.clone())
-                                .or_else(|| {
-                                    let b = bundle.as_deref()?;
-                                    xml_url(input.root, b, &url, &mut xml, &mut warnings)
-                                });
-                            match found {
-                                Some(to) => switches.push(Switch {
-                                    item: item.id,
-                                    column: col,
-                                    from: raw.to_string(),
-                                    to,
-                                }),
-                                None => kept += 1,
-                            }
-                        }
-                        ImageUrl::Media(_) => match (stage >= 4, host) {
-                            (true, Some(host)) => {
-                                match upload(input.root, item.id, col, raw, &url, host) {
-                                    Ok(Some(change)) => uploads.push(change),
-                                    Ok(None) => kept += 1,
-                                    Err(e) => {
-                                        warnings.push(format!("{e:#}"));
-                                        kept += 1;
-                                    }
-                                }
-                            }
-                            _ => kept += 1,
-                        },
-                        _ => {}
-                    }
-                }
-            }
-            (switches, uploads, kept, warnings)
+            plan_switches(
+                input,
+                &family,
+                image_columns,
+                bundle.as_deref(),
+                &candidates,
+                stage,
+                host,
+            )
         })
         .collect();
 
     let mut out = LibraryPlan::default();
     let mut switched: HashSet<(i64, &'static str)> = HashSet::new();
-    for (switches, uploads, kept, warnings) in per_owner {
-        out.kept_local += kept;
-        out.warnings.extend(warnings);
-        out.changes.extend(uploads);
-        for s in switches {
+    for owner in per_owner {
+        out.kept_local += owner.kept;
+        out.warnings.extend(owner.warnings);
+        out.changes.extend(owner.uploads);
+        for s in owner.switches {
             switched.insert((s.item, s.column));
             out.changes.push(Change::set_url(
                 Some(s.item),
