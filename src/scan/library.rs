@@ -77,7 +77,7 @@ struct OwnerPlan {
 /// `taggings` row whose `thumb_url` equals the value; legacy: the `Info.xml` at the value's
 /// level), an upload of a frame grab at stage 4 with a host, or "kept local".
 fn plan_switches(
-    input: &Inputs<'_>,
+    root: &Path,
     family: &[&Item],
     image_columns: &[&'static str],
     bundle: Option<&str>,
@@ -97,9 +97,7 @@ fn plan_switches(
                         .get(&item.id)
                         .and_then(|c| c.iter().find(|c| c.thumb_url == raw && is_http(&c.text)))
                         .map(|c| c.text.clone())
-                        .or_else(|| {
-                            xml_url(input.root, bundle?, &url, &mut xml, &mut plan.warnings)
-                        });
+                        .or_else(|| xml_url(root, bundle?, &url, &mut xml, &mut plan.warnings));
                     match found {
                         Some(to) => plan.switches.push(Switch {
                             item: item.id,
@@ -111,7 +109,7 @@ fn plan_switches(
                     }
                 }
                 ImageUrl::Media(_) => match host.filter(|_| stage >= 4) {
-                    Some(host) => match upload(input.root, item.id, col, raw, &url, host) {
+                    Some(host) => match upload(root, item.id, col, raw, &url, host) {
                         Ok(Some(change)) => plan.uploads.push(change),
                         Ok(None) => plan.kept += 1,
                         Err(e) => {
