@@ -166,7 +166,7 @@ pub fn plan(
             let family = family(owner, &children, lib);
             let bundle = lib.bundle_of(owner);
             plan_switches(
-                input,
+                input.root,
                 &family,
                 image_columns,
                 bundle.as_deref(),
