@@ -73,6 +73,9 @@ pub struct FixtureArgs {
     /// Seed of the generator: the same seed builds the same folder
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Plex schema to write (1.42 lacks user_square_art_url)
+    #[arg(long, value_enum, default_value = "1.43")]
+    pub schema: fixture::SchemaVersion,
     /// Print what was built as JSON
     #[arg(long)]
     pub json: bool,
@@ -102,6 +105,7 @@ fn run(cli: Cli) -> Result<i32> {
                 triggers: args.triggers,
                 windows: args.windows,
                 seed: args.seed,
+                schema: args.schema,
             };
             let report = fixture::build(&args.dir, &opts)?;
             if args.json {
