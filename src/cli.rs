@@ -154,6 +154,9 @@ pub struct FixtureArgs {
     /// Seed of the generator: the same seed builds the same folder
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Plex schema to write (1.42 lacks user_square_art_url)
+    #[arg(long, value_enum, default_value = "1.43")]
+    pub schema: fixture::SchemaVersion,
     /// Print what was built as JSON
     #[arg(long)]
     pub json: bool,
@@ -258,6 +261,7 @@ fn run(cli: Cli) -> Result<i32> {
                 triggers: args.triggers,
                 windows: args.windows,
                 seed: args.seed,
+                schema: args.schema,
             };
             let progress = spinner(global, "building fixture");
             let started = Instant::now();
