@@ -46,10 +46,16 @@ fn stock_sqlite_fails_like_on_a_real_server() {
         drop(c);
 
         let uri = format!("file:{}?mode=ro", r.plex_dir.join(DB_PATH).display());
-        let ro = Connection::open_with_flags(&uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI).unwrap();
-        let probe = ro.prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0");
+        let ro = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let probe =
+            ro.prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0");
         assert_eq!(probe.is_ok(), form == TriggerForm::Scoped, "{form:?}");
-        let t: String = ro.query_row("SELECT title FROM metadata_items WHERE id=1", [], |r| r.get(0)).unwrap();
+        let t: String =
+            ro.query_row("SELECT title FROM metadata_items WHERE id=1", [], |r| r.get(0)).unwrap();
         assert!(!t.is_empty());
     }
 }
@@ -61,13 +67,19 @@ fn icu_objects_are_declared_as_plex_declares_them() {
     let sql = |name: &str| -> String {
         c.query_row("SELECT sql FROM sqlite_master WHERE name=?1", [name], |r| r.get(0)).unwrap()
     };
-    assert!(sql("fts4_metadata_titles_icu").contains("tokenize=collating 'root@colStrength=primary;colAlternate=shifted'"));
+    assert!(sql("fts4_metadata_titles_icu")
+        .contains("tokenize=collating 'root@colStrength=primary;colAlternate=shifted'"));
     assert!(sql("fts4_tag_titles_icu").contains("tokenize=collating"));
     assert!(sql("index_title_sort_icu").contains("COLLATE icu_root"));
-    assert!(sql("fts4_metadata_titles_before_update_icu").contains("BEFORE UPDATE OF title, title_sort, original_title ON metadata_items"));
-    let docs: i64 = c.query_row("SELECT count(*) FROM fts4_metadata_titles_icu_docsize", [], |r| r.get(0)).unwrap();
+    assert!(sql("fts4_metadata_titles_before_update_icu")
+        .contains("BEFORE UPDATE OF title, title_sort, original_title ON metadata_items"));
+    let docs: i64 = c
+        .query_row("SELECT count(*) FROM fts4_metadata_titles_icu_docsize", [], |r| r.get(0))
+        .unwrap();
     assert!(docs > 50, "the FTS shadow tables hold real content");
-    let triggers: i64 = c.query_row("SELECT count(*) FROM sqlite_master WHERE type='trigger'", [], |r| r.get(0)).unwrap();
+    let triggers: i64 = c
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type='trigger'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(triggers, 8);
 }
 
@@ -122,7 +134,9 @@ fn same_seed_same_fixture_other_seed_differs() {
 
 #[test]
 fn windows_layout_has_no_links_in_combined() {
-    let links = |r: &Report| listing(&r.plex_dir).iter().filter(|(p, v)| v.0 == 'l' && p.contains("/_combined/")).count();
+    let links = |r: &Report| {
+        listing(&r.plex_dir).iter().filter(|(p, v)| v.0 == 'l' && p.contains("/_combined/")).count()
+    };
     let (_a, linux) = built(&Options::default());
     let (_b, win) = built(&Options { windows: true, ..Options::default() });
     assert!(links(&linux) > 10);
@@ -151,7 +165,8 @@ fn report_usage_equals_a_walk() {
             e.0 += 1;
             e.1 += size;
         }
-        let reported: BTreeMap<String, (u64, u64)> = r.usage.iter().map(|(k, u)| (k.clone(), (u.files, u.bytes))).collect();
+        let reported: BTreeMap<String, (u64, u64)> =
+            r.usage.iter().map(|(k, u)| (k.clone(), (u.files, u.bytes))).collect();
         assert_eq!(reported, walked);
         assert_eq!(reported.len(), 8);
     }
@@ -185,10 +200,13 @@ fn section_report_matches_the_db() {
     assert_eq!(r.sections.len(), 7);
     assert_eq!(r.sections[6].items, 0);
     // A fully local column exists, and so do http, media and empty values.
-    let all = r.sections.iter().flat_map(|s| s.columns.values()).fold(Default::default(), |mut a: tidyplex::plex::ColumnCounts, c| {
-        a.merge(c);
-        a
-    });
+    let all = r.sections.iter().flat_map(|s| s.columns.values()).fold(
+        Default::default(),
+        |mut a: tidyplex::plex::ColumnCounts, c| {
+            a.merge(c);
+            a
+        },
+    );
     assert!(all.http > 0 && all.local > 0 && all.media > 0 && all.empty > 0);
 }
 
@@ -196,7 +214,8 @@ fn section_report_matches_the_db() {
 fn korean_section_name_round_trips() {
     let (_t, r) = built(&Options::default());
     let c = db(&r);
-    let name: String = c.query_row("SELECT name FROM library_sections WHERE id=2", [], |r| r.get(0)).unwrap();
+    let name: String =
+        c.query_row("SELECT name FROM library_sections WHERE id=2", [], |r| r.get(0)).unwrap();
     assert_eq!(name, "영화");
     assert_eq!(r.sections[1].name, "영화");
 }
@@ -228,7 +247,13 @@ fn schema_142_has_no_square_art() {
     assert_eq!(cols.len(), 50);
     assert!(!r.sections[0].columns.contains_key("user_square_art_url"));
     let (_t2, r2) = built(&Options::default());
-    assert_eq!(db(&r2).query_row("SELECT count(*) FROM pragma_table_info('metadata_items')", [], |r| r.get::<_, i64>(0)).unwrap(), 53);
+    assert_eq!(
+        db(&r2)
+            .query_row("SELECT count(*) FROM pragma_table_info('metadata_items')", [], |r| r
+                .get::<_, i64>(0))
+            .unwrap(),
+        53
+    );
 }
 
 #[test]
@@ -251,11 +276,28 @@ fn special_files_exist() {
     assert!(fs::symlink_metadata(p.join(dangling)).unwrap().file_type().is_symlink());
     assert!(!p.join(dangling).exists());
     for name in [
-        "upload_with_stale", "metadata_missing_file", "metadata_unlisted", "already_http", "empty",
-        "art_media_frame_grab", "poster_media_frame_grab", "episode_thumb_media", "theme", "banner", "clear_logo",
-        "season_poster", "episode_thumb", "collection_upload_poster", "playlist_upload_poster",
-        "season_episode_bundle_empty", "season_episode_bundle_stray_file", "music_previous_agent_xml",
-        "new_agent_selected", "new_agent_stale_selection", "legacy_selected_stored", "absolute_combined_link",
+        "upload_with_stale",
+        "metadata_missing_file",
+        "metadata_unlisted",
+        "already_http",
+        "empty",
+        "art_media_frame_grab",
+        "poster_media_frame_grab",
+        "episode_thumb_media",
+        "theme",
+        "banner",
+        "clear_logo",
+        "season_poster",
+        "episode_thumb",
+        "collection_upload_poster",
+        "playlist_upload_poster",
+        "season_episode_bundle_empty",
+        "season_episode_bundle_stray_file",
+        "music_previous_agent_xml",
+        "new_agent_selected",
+        "new_agent_stale_selection",
+        "legacy_selected_stored",
+        "absolute_combined_link",
     ] {
         assert!(r.cases.contains_key(name), "{name}");
     }
@@ -268,7 +310,15 @@ fn cli_prints_json() {
     let dir = t.path().join("plex");
     let out = assert_cmd::Command::cargo_bin("tidyplex")
         .unwrap()
-        .args(["fixture", dir.to_str().unwrap(), "--json", "--schema", "1.42", "--triggers", "broad"])
+        .args([
+            "fixture",
+            dir.to_str().unwrap(),
+            "--json",
+            "--schema",
+            "1.42",
+            "--triggers",
+            "broad",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -105,7 +105,7 @@ fn sections_and_status_change_nothing_on_disk() {
     run(&dir, &["sections"], 0);
     run(&dir, &["status"], 0);
     run(&dir, &["status", "--json"], 0);
-    assert_eq!(snapshot(&dir), before);
+    assert_unchanged(&before, &snapshot(&dir));
     assert_eq!(std::fs::read(db_path(&dir)).unwrap(), db_before);
 }
 

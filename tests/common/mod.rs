@@ -78,6 +78,26 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u64, u128, Option<PathBu
     out
 }
 
+/// Asserts two snapshots are equal, naming only the entries that differ. The DB folder's own
+/// mtime may change: a read-only open of a WAL database creates and removes `-wal`/`-shm`.
+pub fn assert_unchanged(
+    before: &BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
+    after: &BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
+) {
+    let mut diffs = Vec::new();
+    for key in before.keys().chain(after.keys().filter(|k| !before.contains_key(*k))) {
+        let (a, b) = (before.get(key), after.get(key));
+        let same = match (a, b) {
+            (Some(a), Some(b)) if key == "Plug-in Support/Databases" => (a.0, a.1) == (b.0, b.1),
+            (a, b) => a == b,
+        };
+        if !same {
+            diffs.push(format!("{key}: {a:?} -> {b:?}"));
+        }
+    }
+    assert!(diffs.is_empty(), "changed on disk:\n{}", diffs.join("\n"));
+}
+
 /// The DB of a plex dir.
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("Plug-in Support/Databases/com.plexapp.plugins.library.db")

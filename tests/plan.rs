@@ -1,0 +1,284 @@
+//! `plan`, `show` and `diff` end to end on fixture folders: what is planned is justified by the
+//! DB and the XML, nothing referenced or XML is deleted, plans are deterministic and read-only.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use common::*;
+use rusqlite::{Connection, OpenFlags};
+use tidyplex::changeset::{Changeset, Op};
+use tidyplex::plex::db::Db;
+use tidyplex::plex::infoxml::InfoXml;
+use tidyplex::plex::model::Library;
+use tidyplex::plex::ImageUrl;
+
+/// Plans `args` into a file in `tmp` and reads it back.
+fn plan(tmp: &Path, dir: &Path, name: &str, args: &[&str]) -> (Changeset, String) {
+    let out = tmp.join(name);
+    let mut all = vec!["plan", "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let stdout = run(dir, &all, 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    (Changeset::parse(&text).unwrap(), stdout)
+}
+
+fn ro(dir: &Path) -> Connection {
+    Connection::open_with_flags(db_path(dir), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+/// Every path a column still points at once the changeset's switches are made, with the
+/// targets of symlinks.
+fn referenced_after(dir: &Path, cs: &Changeset) -> HashSet<String> {
+    let db = Db::open(&db_path(dir)).unwrap();
+    let lib = Library::read(&db).unwrap();
+    let switched: HashSet<(i64, String)> = cs
+        .changes
+        .iter()
+        .filter_map(|c| c.set_url.as_ref().map(|s| (s.id, s.column.clone())))
+        .collect();
+    let mut out = HashSet::new();
+    for item in &lib.items {
+        let bundle = lib.bundle_of(item);
+        for (col, value) in db.schema.metadata_items.iter().zip(&item.images) {
+            if switched.contains(&(item.id, col.to_string())) {
+                continue;
+            }
+            let Some(mut path) = ImageUrl::parse(value.as_deref()).resolve(bundle.as_deref())
+            else {
+                continue;
+            };
+            for _ in 0..8 {
+                if dir.join(&path).symlink_metadata().is_err() {
+                    break; // a column may name a file that is gone; nothing to protect
+                }
+                out.insert(path.clone());
+                let Ok(target) = std::fs::read_link(dir.join(&path)) else { break };
+                let abs = if target.is_absolute() {
+                    target
+                } else {
+                    dir.join(&path).parent().unwrap().join(target)
+                };
+                let Ok(abs) = abs.canonicalize() else { break };
+                let Ok(rel) = abs.strip_prefix(dir.canonicalize().unwrap()) else { break };
+                path = rel.to_string_lossy().into_owned();
+            }
+        }
+    }
+    out
+}
+
+/// The properties every plan must have, whatever the stage.
+fn check_plan(dir: &Path, cs: &Changeset) {
+    let refs = referenced_after(dir, cs);
+    let conn = ro(dir);
+    for change in &cs.changes {
+        match change.op().unwrap() {
+            Op::DeleteFile(f) => {
+                assert!(!refs.contains(&f.path), "deletes referenced {}", f.path);
+                assert!(!f.path.ends_with(".xml"), "deletes XML {}", f.path);
+                let meta = dir.join(&f.path).symlink_metadata().unwrap();
+                assert_eq!(if meta.is_file() { meta.len() } else { 0 }, f.size, "{}", f.path);
+            }
+            Op::DeleteDir(d) => {
+                let prefix = format!("{}/", d.path);
+                let inside: Vec<&String> = refs.iter().filter(|r| r.starts_with(&prefix)).collect();
+                assert!(inside.is_empty(), "{} deletes referenced {inside:?}", d.path);
+                let files: Vec<_> = walkdir::WalkDir::new(dir.join(&d.path))
+                    .into_iter()
+                    .map(|e| e.unwrap())
+                    .filter(|e| !e.file_type().is_dir())
+                    .collect();
+                assert_eq!(files.len() as u64, d.files, "{}", d.path);
+                assert!(
+                    files.iter().all(|e| !e.path().to_string_lossy().ends_with(".xml")),
+                    "{}",
+                    d.path
+                );
+            }
+            Op::SetUrl(s) => {
+                assert_eq!(s.table, "metadata_items");
+                let current: Option<String> = conn
+                    .query_row(
+                        &format!("SELECT {} FROM metadata_items WHERE id = ?1", s.column),
+                        [s.id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(current, s.from, "from is the current value");
+                assert!(s.to.starts_with("http://") || s.to.starts_with("https://"), "{}", s.to);
+                assert!(justified(dir, &conn, s.id, s.from.as_deref().unwrap(), &s.to), "{s:?}");
+            }
+            Op::Upload(_) => panic!("no uploads without an image host"),
+        }
+    }
+}
+
+/// The provider URL `to` is what taggings or the XML at the value's level say for `from`.
+fn justified(dir: &Path, conn: &Connection, id: i64, from: &str, to: &str) -> bool {
+    let tagged: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM taggings WHERE metadata_item_id = ?1 AND thumb_url = ?2 AND text = ?3",
+            (id, from, to),
+            |r| r.get(0),
+        )
+        .unwrap();
+    if tagged > 0 {
+        return true;
+    }
+    let db = Db::open(&db_path(dir)).unwrap();
+    let lib = Library::read(&db).unwrap();
+    let bundle = lib.bundle_of(lib.item(id).unwrap()).unwrap();
+    let rest = from.strip_prefix("metadata://").unwrap();
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (xml, list) = match parts.as_slice() {
+        [list, _] => ("Info.xml".to_string(), *list),
+        ["seasons", n, list, _] => (format!("seasons/{n}.xml"), *list),
+        ["seasons", n, "episodes", m, list, _] => (format!("seasons/{n}/episodes/{m}.xml"), *list),
+        _ => return false,
+    };
+    let bytes = std::fs::read(dir.join(&bundle).join("Contents/_combined").join(xml)).unwrap();
+    let info = InfoXml::parse(&bytes).unwrap();
+    info.find(list, parts.last().unwrap()).is_some_and(|i| i.url == to)
+}
+
+fn check_all_stages(extra: &[&str]) {
+    let (tmp, dir, _) = fixture(extra);
+    let before = snapshot(&dir);
+    let mut previous_urls = 0;
+    for stage in ["1", "2", "3"] {
+        let (cs, stdout) = plan(tmp.path(), &dir, &format!("s{stage}.yaml"), &["--stage", stage]);
+        assert!(!cs.is_empty(), "stage {stage} finds work on a fresh fixture");
+        check_plan(&dir, &cs);
+        assert!(stdout.contains("Plan: "), "{stdout}");
+        let urls = cs.summary.urls;
+        if stage == "1" {
+            assert_eq!(urls, 0, "stage 1 changes no URL");
+        } else {
+            assert!(urls > 0 && urls >= previous_urls);
+        }
+        let media = cs
+            .changes
+            .iter()
+            .filter(|c| matches!(c.op(), Some(Op::DeleteFile(f)) if f.path.starts_with("Media/")))
+            .count();
+        assert_eq!(media > 0, stage == "3", "Media analysis images go at stage 3 only");
+        previous_urls = urls;
+    }
+    assert_unchanged(&before, &snapshot(&dir));
+}
+
+#[test]
+fn plans_are_justified_and_safe_on_the_scoped_fixture() {
+    check_all_stages(&["--triggers", "scoped"]);
+}
+
+#[test]
+fn plans_are_justified_and_safe_on_the_broad_fixture() {
+    check_all_stages(&["--triggers", "broad"]);
+}
+
+#[test]
+fn plans_are_justified_and_safe_on_the_windows_layout() {
+    check_all_stages(&["--windows"]);
+}
+
+#[test]
+fn every_known_new_agent_url_is_used_at_stage_2() {
+    let (tmp, dir, _) = fixture(&[]);
+    let (cs, _) = plan(tmp.path(), &dir, "p.yaml", &["--stage", "2"]);
+    let planned: HashSet<(i64, String)> = cs
+        .changes
+        .iter()
+        .filter_map(|c| c.set_url.as_ref().map(|s| (s.id, s.column.clone())))
+        .collect();
+    let conn = ro(&dir);
+    let mut expected = 0;
+    for col in [
+        "user_thumb_url",
+        "user_art_url",
+        "user_banner_url",
+        "user_music_url",
+        "user_clear_logo_url",
+    ] {
+        let sql = format!(
+            "SELECT DISTINCT m.id FROM metadata_items m JOIN taggings t \
+             ON t.metadata_item_id = m.id AND t.thumb_url = m.{col} \
+             WHERE m.{col} LIKE 'metadata://%' AND t.text LIKE 'http%'"
+        );
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let ids: Vec<i64> = stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        for id in ids {
+            expected += 1;
+            assert!(planned.contains(&(id, col.to_string())), "item {id} {col} not switched");
+        }
+    }
+    assert!(expected > 0, "the fixture has new-agent items");
+}
+
+#[test]
+fn two_plans_are_identical_apart_from_created_at() {
+    let (tmp, dir, _) = fixture(&[]);
+    let strip = |name: &str| -> String {
+        let (_, _) = plan(tmp.path(), &dir, name, &["--stage", "3"]);
+        std::fs::read_to_string(tmp.path().join(name))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("created_at:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip("a.yaml"), strip("b.yaml"));
+}
+
+#[test]
+fn detailed_exitcode_says_whether_there_is_work() {
+    let (_tmp, dir, _) = fixture(&[]);
+    run(&dir, &["plan", "--detailed-exitcode"], 2);
+    run(&dir, &["plan"], 0);
+}
+
+#[test]
+fn show_and_diff_render_saved_plans() {
+    let (tmp, dir, _) = fixture(&[]);
+    let (one, _) = plan(tmp.path(), &dir, "one.yaml", &["--stage", "1"]);
+    let (_, stdout) = plan(tmp.path(), &dir, "two.json", &["--stage", "2", "--json"]);
+    let two = Changeset::parse(&stdout).unwrap();
+    assert_eq!(
+        Changeset::parse(&std::fs::read_to_string(tmp.path().join("two.json")).unwrap()).unwrap(),
+        two
+    );
+    let shown = run(&dir, &["show", tmp.path().join("one.yaml").to_str().unwrap()], 0);
+    assert!(shown.starts_with("# "), "{shown}");
+    assert!(shown.contains("Plan: ") && shown.contains("files to delete"), "{shown}");
+    let as_json = run(&dir, &["show", tmp.path().join("one.yaml").to_str().unwrap(), "--json"], 0);
+    assert_eq!(Changeset::parse(&as_json).unwrap(), one);
+    let diff = run(
+        &dir,
+        &[
+            "diff",
+            tmp.path().join("one.yaml").to_str().unwrap(),
+            tmp.path().join("two.json").to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(diff.lines().any(|l| l.starts_with("+ ~ ")), "stage 2 adds URL changes:\n{diff}");
+    assert!(diff.contains("added"), "{diff}");
+}
+
+#[test]
+fn a_tampered_changeset_is_refused_whole() {
+    let (tmp, dir, _) = fixture(&[]);
+    plan(tmp.path(), &dir, "p.yaml", &["--stage", "2"]);
+    let text = std::fs::read_to_string(tmp.path().join("p.yaml")).unwrap();
+    let first = text.lines().find(|l| l.trim_start().starts_with("path: Metadata/")).unwrap();
+    let bad = text.replacen(
+        first,
+        "    path: Plug-in Support/Databases/com.plexapp.plugins.library.db",
+        1,
+    );
+    std::fs::write(tmp.path().join("bad.yaml"), bad).unwrap();
+    let err = fail(&dir, &["show", tmp.path().join("bad.yaml").to_str().unwrap()]);
+    assert!(err.contains("outside the cleanable folders"), "{err}");
+}
