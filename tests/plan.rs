@@ -282,3 +282,44 @@ fn a_tampered_changeset_is_refused_whole() {
     let err = fail(&dir, &["show", tmp.path().join("bad.yaml").to_str().unwrap()]);
     assert!(err.contains("outside the cleanable folders"), "{err}");
 }
+
+#[test]
+fn stage_4_plans_uploads_of_frame_grabs_only_with_a_host() {
+    let (tmp, dir, _) = fixture(&[]);
+    let spec = tmp.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "stage: 4\nimage_host:\n  kind: dir\n  path: /srv/tidyplex-images\n  public_url: http://127.0.0.1:8080/i\n",
+    )
+    .unwrap();
+    let (cs, _) = plan(tmp.path(), &dir, "p4.yaml", &[spec.to_str().unwrap()]);
+    let conn = ro(&dir);
+    let uploads: Vec<_> = cs.changes.iter().filter_map(|c| c.upload.as_ref()).collect();
+    assert!(!uploads.is_empty(), "the fixture has frame grabs");
+    assert_eq!(cs.summary.uploads, uploads.len() as u64);
+    for u in &uploads {
+        assert_eq!(u.host, "dir");
+        let bytes = std::fs::read(dir.join(&u.path)).unwrap();
+        assert_eq!(u.blake3, blake3::hash(&bytes).to_hex().to_string(), "{}", u.path);
+        assert_eq!(u.size, bytes.len() as u64);
+        let current: Option<String> = conn
+            .query_row(
+                &format!("SELECT {} FROM metadata_items WHERE id = ?1", u.column),
+                [u.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(current, u.from);
+        assert!(u.from.as_deref().unwrap().starts_with("media://"));
+        assert!(
+            !cs.changes.iter().any(|c| c.delete_file.as_ref().is_some_and(|f| f.path == u.path)),
+            "the upload itself deletes its file after the DB write, not a separate change"
+        );
+    }
+    assert!(!cs.to_yaml().contains("/srv/tidyplex-images"), "host settings stay out of changesets");
+    // Without a host, stage 4 plans what stage 3 plans.
+    let (without, _) = plan(tmp.path(), &dir, "p4b.yaml", &["--stage", "4"]);
+    assert_eq!(without.summary.uploads, 0);
+    let (three, _) = plan(tmp.path(), &dir, "p3.yaml", &["--stage", "3"]);
+    assert_eq!(without.changes, three.changes);
+}

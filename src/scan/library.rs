@@ -105,7 +105,19 @@ fn plan_switches(
                             from: raw.to_string(),
                             to,
                         }),
-                        None => plan.kept += 1,
+                        None => {
+                            plan.kept += 1;
+                            let path = url.resolve(bundle);
+                            if path.as_deref().is_some_and(|p| is_placeholder(&root.join(p))) {
+                                plan.warnings.push(format!(
+                                    "{} {} {:?}: {} is Plex's broken `None` placeholder and no provider URL is known; refresh the item's metadata in Plex",
+                                    types::name(item.metadata_type),
+                                    item.id,
+                                    item.title,
+                                    path.unwrap_or_default()
+                                ));
+                            }
+                        }
                     }
                 }
                 ImageUrl::Media(_) => match host.filter(|_| stage >= 4) {
@@ -323,6 +335,16 @@ fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
 fn is_http(url: &str) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Plex's broken-image placeholder: a tiny file (through a symlink too) holding `None`.
+pub fn is_placeholder(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() <= 10 => {
+            std::fs::read(path).is_ok_and(|b| b.trim_ascii() == b"None")
+        }
+        _ => false,
+    }
 }
 
 fn is_xml(path: &str) -> bool {
