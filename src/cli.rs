@@ -15,7 +15,7 @@ use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
-use crate::scan::library;
+use crate::{apply, demo, scan};
 use crate::spec::{Overrides, Spec};
 use crate::{render, status};
 
@@ -38,6 +38,9 @@ pub struct Global {
     /// The library database [default: <plex-dir>/Plug-in Support/Databases/com.plexapp.plugins.library.db]
     #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// Plex's own SQLite build, for writing DBs whose FTS triggers fire on every column
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plex_sqlite: Option<PathBuf>,
     /// When to use colours
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -73,6 +76,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Show what changed between two changesets
     Diff(DiffArgs),
+    /// Execute a changeset: re-check each change, write the URLs, then delete the files
+    Apply(ApplyArgs),
+    /// Plan and apply a SPEC in rounds until nothing is left (for cron or a systemd timer)
+    Run(RunArgs),
+    /// Build a sample library and walk plan → show → apply → plan on it
+    Demo(DemoArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
     Fixture(FixtureArgs),
 }
@@ -116,6 +125,57 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+/// Options shared by `apply` and `run`.
+#[derive(Debug, Args)]
+pub struct ApplyOpts {
+    /// Rows per DB transaction
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch: u64,
+    /// Refuse the whole changeset when anything drifted since planning
+    #[arg(long)]
+    pub strict: bool,
+    /// Seconds to keep retrying while Plex holds the DB lock, before deferring the rest
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub lock_wait: f64,
+    /// Where to keep DB backups [default: tidyplex-backups beside the Databases folder]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+/// `tidyplex apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The changeset (YAML or JSON) written by `plan -o`
+    pub file: PathBuf,
+    /// Apply without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidyplex run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The SPEC file (see plans/)
+    pub spec: PathBuf,
+    /// Give up after this many plan/apply rounds
+    #[arg(long, default_value_t = 5)]
+    pub max_rounds: u32,
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+}
+
+/// `tidyplex demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to build the sample library [default: a temporary folder, removed afterwards]
+    pub dir: Option<PathBuf>,
 }
 
 /// `tidyplex show`.
@@ -240,6 +300,9 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Plan(args) => plan(global, args),
+        Command::Apply(args) => apply_cmd(global, args),
+        Command::Run(args) => run_cmd(global, args),
+        Command::Demo(args) => demo::run(args.dir.as_deref(), &mut anstream::stdout()),
         Command::Show(args) => {
             let cs = read_changeset(&args.file)?;
             if args.json {
@@ -278,34 +341,16 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
-    let spec = match &args.spec {
-        Some(path) => Spec::load(path)?,
-        None => Spec::default(),
-    };
+    let spec = load_spec(args.spec.as_deref())?;
     let (paths, db) = open(global)?;
-    let lib = Library::read(&db)?;
     let flags = Overrides { sections: args.sections.clone(), stage: args.stage };
-    let plan_spec = spec.resolve(&lib.sections, &flags)?;
-    let host = plan_spec.image_host.clone();
-    if host.is_none() && plan_spec.sections.iter().any(|s| s.stage >= 4) {
-        tracing::warn!(
-            "stage 4 uploads frame grabs to an image host, and none is configured (image_host in the SPEC); planning stage 3 for them"
-        );
-    }
     let progress = spinner(global, "planning");
-    let input = library::Inputs::read(&paths.root, &db, &lib)?;
-    let planned = library::plan(&input, &plan_spec.sections, host.as_deref())?;
+    let planned = scan::plan(&paths.root, &db, &spec, &flags)?;
     progress.finish_and_clear();
     for warning in &planned.warnings {
         tracing::warn!("{warning}");
     }
-    let cs = Changeset::new(
-        &paths.root.to_string_lossy(),
-        plan_spec,
-        planned.items,
-        planned.changes,
-        planned.kept_local,
-    );
+    let cs = planned.changeset;
     if let Some(out) = &args.output {
         let text = if args.json { cs.to_json() } else { cs.to_yaml() };
         std::fs::write(out, text)
@@ -317,6 +362,92 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
         print(&render::plan::show(&cs))?;
     }
     Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
+}
+
+fn load_spec(path: Option<&Path>) -> Result<Spec> {
+    match path {
+        Some(path) => Spec::load(path),
+        None => Ok(Spec::default()),
+    }
+}
+
+fn apply_options(global: &Global, args: &ApplyOpts) -> apply::Options {
+    apply::Options {
+        batch: args.batch as usize,
+        strict: args.strict,
+        lock_wait: Duration::from_secs_f64(args.lock_wait),
+        plex_sqlite: global.plex_sqlite.clone(),
+        backup_dir: args.backup_dir.clone(),
+        ..apply::Options::default()
+    }
+}
+
+fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
+    let cs = read_changeset(&args.file)?;
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    apply::validate(&paths, &cs)?;
+    if cs.is_empty() {
+        print("No changes. The library is clean.\n")?;
+        return Ok(0);
+    }
+    if !args.yes {
+        confirm(&cs, &paths)?;
+    }
+    let bar = progress_bar(global, cs.changes.len() as u64, "applying");
+    let report = apply::apply(&paths, &cs, &args.file.display().to_string(), &apply_options(global, &args.opts), &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print(&render::apply::report(&report))?;
+    }
+    Ok(report.exit_code())
+}
+
+/// Asks on a terminal; refuses without one.
+fn confirm(cs: &Changeset, paths: &PlexPaths) -> Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        anyhow::bail!("apply changes a live Plex server; pass --yes to apply without a terminal to ask on");
+    }
+    let mut err = anstream::stderr();
+    let _ = writeln!(err, "{}", render::plan::closing(cs));
+    let _ = write!(err, "Apply these changes to {}? Only 'yes' goes ahead: ", paths.root.display());
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        anyhow::bail!("apply cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
+    let spec = Spec::load(&args.spec)?;
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    for round in 1..=args.max_rounds {
+        let db = Db::open(&paths.db)?;
+        let planned = scan::plan(&paths.root, &db, &spec, &Overrides::default())?;
+        drop(db);
+        for warning in &planned.warnings {
+            tracing::warn!("{warning}");
+        }
+        let cs = planned.changeset;
+        if cs.is_empty() {
+            print(&format!("Round {round}: no changes. The library is clean.\n"))?;
+            return Ok(0);
+        }
+        print(&format!("Round {round}: {}\n", render::plan::closing(&cs).lines().next().unwrap_or_default()))?;
+        let bar = progress_bar(global, cs.changes.len() as u64, "applying");
+        let report = apply::apply(&paths, &cs, &format!("run round {round}"), &apply_options(global, &args.opts), &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        print(&render::apply::report(&report))?;
+        if report.exit_code() == 1 {
+            return Ok(1);
+        }
+    }
+    print(&format!("Not converged after {} rounds; run again later (Plex may be busy).\n", args.max_rounds))?;
+    Ok(3)
 }
 
 /// Reads and validates a changeset file.
@@ -356,6 +487,18 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).or_else(ignore_broken_pipe)?;
     out.flush().or_else(ignore_broken_pipe)
+}
+
+/// A progress bar on stderr, drawn only on a terminal and never with `-q`.
+fn progress_bar(global: &Global, len: u64, message: &str) -> ProgressBar {
+    if global.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_message(message.to_string());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 /// `tidyplex status | head` is not an error.

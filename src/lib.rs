@@ -4,8 +4,10 @@
 //! [`status`] → [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and
 //! benchmarks.
 
+pub mod apply;
 pub mod changeset;
 pub mod cli;
+pub mod demo;
 pub mod fixture;
 pub mod plex;
 pub mod render;

@@ -1,5 +1,6 @@
 //! Human output: sizes, counts, aligned tables and styles.
 
+pub mod apply;
 pub mod plan;
 pub mod status;
 

@@ -26,19 +26,23 @@ pub struct Entry {
 /// Every non-directory entry under `rel` (relative to `root`), without following symlinks.
 /// A missing folder has none.
 pub fn walk(root: &Path, rel: &str) -> Result<Vec<Entry>> {
-    let base = root.join(rel);
+    walk_abs(&root.join(rel), rel)
+}
+
+/// [`walk`] of the folder `base`, whose changeset path is `rel`.
+pub fn walk_abs(base: &Path, rel: &str) -> Result<Vec<Entry>> {
     if !base.is_dir() || base.is_symlink() {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for entry in WalkDir::new(&base).follow_links(false).sort_by_file_name() {
+    for entry in WalkDir::new(base).follow_links(false).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot read {}", base.display()))?;
         if entry.file_type().is_dir() {
             continue;
         }
         let meta =
             entry.metadata().with_context(|| format!("cannot read {}", entry.path().display()))?;
-        let sub = entry.path().strip_prefix(&base).expect("walkdir stays under its root");
+        let sub = entry.path().strip_prefix(base).expect("walkdir stays under its root");
         out.push(Entry {
             path: format!("{rel}/{}", sub.to_string_lossy().replace('\\', "/")),
             is_link: entry.path_is_symlink(),

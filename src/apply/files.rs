@@ -1,0 +1,174 @@
+//! The file remover: deletes only what is still exactly as planned and referenced by nothing,
+//! never follows a symlink, and removes the folders its deletions leave empty.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::changeset::{self, DeleteDir, DeleteFile, Op};
+use crate::plex::locate::PlexPaths;
+use crate::scan::refs::InUse;
+use crate::scan::tree;
+
+/// What became of a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Deleted: this many files, this many bytes.
+    Deleted { files: u64, bytes: u64 },
+    /// Already gone.
+    Already,
+    /// Changed since planning (size, mtime or listing); left alone.
+    Drifted(String),
+    /// A column references it (or something inside) now; left alone.
+    Referenced(String),
+    /// The filesystem refused.
+    Failed(String),
+}
+
+/// The absolute path of a changeset path: `Cache/PhotoTranscoder/…` lives in the real
+/// PhotoTranscoder folder (elsewhere on macOS), everything else under the plex dir.
+pub fn absolute(paths: &PlexPaths, rel: &str) -> PathBuf {
+    match rel.strip_prefix("Cache/PhotoTranscoder/") {
+        Some(rest) => paths.photo_transcoder.join(rest),
+        None => paths.root.join(rel),
+    }
+}
+
+/// The folder a path's cleanable root is: the PhotoTranscoder folder or `<root>/Metadata|Media`.
+fn root_of(paths: &PlexPaths, rel: &str) -> (PathBuf, String) {
+    match rel.strip_prefix("Cache/PhotoTranscoder/") {
+        Some(rest) => (paths.photo_transcoder.clone(), rest.to_string()),
+        None => {
+            let (top, rest) = rel.split_once('/').unwrap_or((rel, ""));
+            (paths.root.join(top), rest.to_string())
+        }
+    }
+}
+
+/// Refuses a path that passes through a symlinked folder: the cleanable root and every folder
+/// from it down to the path's parent must be real folders (or not exist).
+pub fn check_no_symlinked_dirs(paths: &PlexPaths, rel: &str) -> Result<(), String> {
+    let (mut dir, rest) = root_of(paths, rel);
+    let parts: Vec<&str> = rest.split('/').collect();
+    for part in std::iter::once(None).chain(parts[..parts.len().saturating_sub(1)].iter().map(Some)) {
+        if let Some(part) = part {
+            dir.push(part);
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symlink; tidyplex never deletes through symlinked folders",
+                    dir.display()
+                ))
+            }
+            Ok(m) if !m.is_dir() => return Err(format!("{} is not a folder", dir.display())),
+            Ok(_) => {}
+            Err(_) => return Ok(()), // missing: nothing below it to delete
+        }
+    }
+    Ok(())
+}
+
+/// Carries out one deletion (a `delete_file` or `delete_dir`).
+pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
+    let outcome = match op {
+        Op::DeleteFile(f) => delete_file(paths, f, in_use),
+        Op::DeleteDir(d) => delete_dir(paths, d, in_use),
+        _ => return Outcome::Failed("not a deletion".into()),
+    };
+    if let (Outcome::Deleted { .. }, Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. })) =
+        (&outcome, op)
+    {
+        remove_empty_parents(paths, path);
+    }
+    outcome
+}
+
+/// Carries out many deletions in parallel, in order of the results.
+pub fn delete_all(paths: &PlexPaths, ops: &[Op<'_>], in_use: &InUse, tick: &(dyn Fn() + Sync)) -> Vec<Outcome> {
+    ops.par_iter()
+        .map(|op| {
+            let o = delete(paths, *op, in_use);
+            tick();
+            o
+        })
+        .collect()
+}
+
+fn delete_file(paths: &PlexPaths, f: &DeleteFile, in_use: &InUse) -> Outcome {
+    if let Err(e) = check_no_symlinked_dirs(paths, &f.path) {
+        return Outcome::Failed(e);
+    }
+    let abs = absolute(paths, &f.path);
+    let meta = match std::fs::symlink_metadata(&abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Already,
+        Err(e) => return Outcome::Failed(format!("{}: {e}", f.path)),
+    };
+    if meta.is_dir() {
+        return Outcome::Drifted(format!("{} is a folder now", f.path));
+    }
+    let size = if meta.is_file() { meta.len() } else { 0 };
+    let mtime = tree::mtime(&meta);
+    if size != f.size || mtime != f.mtime {
+        return Outcome::Drifted(format!(
+            "{} changed since planning (size {} -> {size}, mtime {} -> {mtime})",
+            f.path, f.size, f.mtime
+        ));
+    }
+    if in_use.contains(&f.path) {
+        return Outcome::Referenced(f.path.clone());
+    }
+    // remove_file removes a symlink itself, never its target.
+    match std::fs::remove_file(&abs) {
+        Ok(()) => Outcome::Deleted { files: 1, bytes: size },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Already,
+        Err(e) => Outcome::Failed(format!("cannot delete {}: {e}", f.path)),
+    }
+}
+
+fn delete_dir(paths: &PlexPaths, d: &DeleteDir, in_use: &InUse) -> Outcome {
+    if let Err(e) = check_no_symlinked_dirs(paths, &format!("{}/x", d.path)) {
+        return Outcome::Failed(e);
+    }
+    let abs = absolute(paths, &d.path);
+    match std::fs::symlink_metadata(&abs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Already,
+        Err(e) => return Outcome::Failed(format!("{}: {e}", d.path)),
+        Ok(m) if !m.is_dir() => return Outcome::Drifted(format!("{} is no longer a folder", d.path)),
+        Ok(_) => {}
+    }
+    let entries = match tree::walk_abs(&abs, &d.path) {
+        Ok(entries) => entries,
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
+    let listing = entries.iter().map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
+    if changeset::digest(listing) != d.digest {
+        return Outcome::Drifted(format!("{}/ changed since planning", d.path));
+    }
+    if let Some(used) = entries.iter().find(|e| in_use.contains(&e.path)) {
+        return Outcome::Referenced(used.path.clone());
+    }
+    // remove_dir_all never follows symlinks: links inside are removed, their targets are not.
+    match std::fs::remove_dir_all(&abs) {
+        Ok(()) => Outcome::Deleted { files: d.files, bytes: d.bytes },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Already,
+        Err(e) => Outcome::Failed(format!("cannot delete {}/: {e}", d.path)),
+    }
+}
+
+/// Removes the folders a deletion left empty: inside a bundle, those below its `Contents` or
+/// `Uploads`; for a whole bundle or a cache entry, the prefix folder it sat in. The cleanable
+/// roots and kind folders always stay.
+fn remove_empty_parents(paths: &PlexPaths, rel: &str) {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let shallowest = match parts[..parts.len() - 1].iter().rposition(|p| p.ends_with(".bundle")) {
+        Some(bundle) => bundle + 3,
+        None => 3,
+    };
+    for len in (shallowest..parts.len()).rev() {
+        if std::fs::remove_dir(absolute(paths, &parts[..len].join("/"))).is_err() {
+            break; // not empty (or gone): stop climbing
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! One apply at a time: an exclusive lock on a file beside the DB folder, released when the
+//! process ends however it ends.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// The held lock; dropping it releases it.
+#[derive(Debug)]
+pub struct ApplyLock {
+    _file: File,
+}
+
+/// Takes the lock at `path`, or fails at once naming the holder.
+pub fn acquire(path: &Path) -> Result<ApplyLock> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "another tidyplex apply is running ({}); wait for it to finish (lock: {})",
+                if holder.is_empty() { "holder unknown" } else { holder },
+                path.display()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    let holder = format!(
+        "pid {} since {}",
+        std::process::id(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(holder.as_bytes())?;
+    file.flush()?;
+    Ok(ApplyLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_naming_the_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state/apply.lock");
+        let first = acquire(&path).unwrap();
+        let err = acquire(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(first);
+        acquire(&path).unwrap();
+    }
+}

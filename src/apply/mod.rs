@@ -1,0 +1,304 @@
+//! `apply`: executes a changeset safely, idempotently and convergently (design.md §4).
+//!
+//! The whole changeset is validated first and refused whole when anything is wrong. Then, under
+//! an exclusive lock and with a journal: a backup of the DB, the URL writes (each re-checked,
+//! in small transactions that survive Plex's locks), and only after they committed, the
+//! deletions (each re-checked against the live DB references and its planned size, mtime or
+//! listing). What drifted or could not be written is reported and left to the next plan.
+
+pub mod backup;
+pub mod db;
+pub mod files;
+pub mod journal;
+pub mod lock;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::changeset::{Changeset, Op};
+use crate::plex::db::Db;
+use crate::plex::locate::PlexPaths;
+use crate::plex::model::{self, Library};
+use crate::scan::refs::{self, InUse};
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows per transaction.
+    pub batch: usize,
+    /// Refuse the whole changeset when anything drifted.
+    pub strict: bool,
+    /// How long to keep retrying while Plex holds the DB lock.
+    pub lock_wait: Duration,
+    /// The `Plex SQLite` binary, when named.
+    pub plex_sqlite: Option<PathBuf>,
+    /// Where backups go [default: `tidyplex-backups` beside the DB's folder].
+    pub backup_dir: Option<PathBuf>,
+    /// How many backups to keep.
+    pub keep_backups: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            batch: 100,
+            strict: false,
+            lock_wait: Duration::from_secs(30),
+            plex_sqlite: None,
+            backup_dir: None,
+            keep_backups: 3,
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Changes carried out now.
+    pub applied: u64,
+    /// Changes already in their target state.
+    pub already: u64,
+    /// Changes whose precondition no longer held (skipped).
+    pub drifted: Vec<String>,
+    /// Changes that could not be written in time (the DB stayed locked) or not at all yet.
+    pub deferred: Vec<String>,
+    /// Deletions skipped because a column references the file now.
+    pub referenced: Vec<String>,
+    /// Deletions the filesystem refused.
+    pub failed: Vec<String>,
+    /// Files deleted.
+    pub files_deleted: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// The DB backup taken before the first write.
+    pub backup: Option<PathBuf>,
+    /// How the DB was written.
+    pub strategy: Option<String>,
+    /// What the journal said about the previous apply, when it did not finish.
+    pub previous_interrupted: Option<String>,
+}
+
+impl Report {
+    /// 0 all applied or in place, 3 something drifted or deferred (plan and apply again),
+    /// 1 something failed.
+    pub fn exit_code(&self) -> i32 {
+        if !self.failed.is_empty() {
+            1
+        } else if !self.drifted.is_empty() || !self.deferred.is_empty() || !self.referenced.is_empty() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// The folder beside the DB's folder where tidyplex keeps its lock and journal.
+pub fn state_dir(paths: &PlexPaths) -> PathBuf {
+    beside_db(paths, "tidyplex")
+}
+
+/// The default backup folder, beside the DB's folder.
+pub fn default_backup_dir(paths: &PlexPaths) -> PathBuf {
+    beside_db(paths, "tidyplex-backups")
+}
+
+fn beside_db(paths: &PlexPaths, name: &str) -> PathBuf {
+    let databases = paths.db.parent().unwrap_or(&paths.root);
+    databases.parent().unwrap_or(databases).join(name)
+}
+
+/// Checks the whole changeset against this plex dir and its disk before anything changes.
+pub fn validate(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
+    cs.validate()?;
+    let same = match (Path::new(&cs.plex_dir).canonicalize(), paths.root.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same {
+        bail!(
+            "the changeset was planned for {}, not {}; plan again for this server",
+            cs.plex_dir,
+            paths.root.display()
+        );
+    }
+    for (i, change) in cs.changes.iter().enumerate() {
+        let path = match change.op() {
+            Some(Op::DeleteFile(f)) => &f.path,
+            Some(Op::DeleteDir(d)) => &d.path,
+            Some(Op::Upload(u)) => &u.path,
+            _ => continue,
+        };
+        files::check_no_symlinked_dirs(paths, path)
+            .map_err(|e| anyhow::anyhow!("change {}: {e}; the changeset is refused whole", i + 1))?;
+    }
+    Ok(())
+}
+
+/// The live references: every file a column of the DB points at right now.
+pub fn live_references(paths: &PlexPaths) -> Result<InUse> {
+    let db = Db::open(&paths.db)?;
+    let lib = Library::read(&db)?;
+    let tags = model::read_tags(&db)?;
+    let all = refs::collect(&db, &lib, &tags);
+    Ok(InUse::build(&paths.root, &all, |_| false))
+}
+
+/// Applies `cs` (read from `source`). `tick` is called once per change handled.
+pub fn apply(
+    paths: &PlexPaths,
+    cs: &Changeset,
+    source: &str,
+    opts: &Options,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Report> {
+    validate(paths, cs)?;
+    let state = state_dir(paths);
+    let _lock = lock::acquire(&state.join("apply.lock"))?;
+    let journal = journal::Journal::at(&state.join("journal.jsonl"));
+    let mut report = Report { previous_interrupted: journal.interrupted(), ..Report::default() };
+    journal.start(source, cs.changes.len())?;
+
+    let writes: Vec<db::Write> = cs
+        .changes
+        .iter()
+        .filter_map(|c| c.set_url.as_ref())
+        .map(|s| db::Write {
+            table: s.table.clone(),
+            id: s.id,
+            column: s.column.clone(),
+            from: s.from.clone(),
+            to: s.to.clone(),
+        })
+        .collect();
+    let deletions: Vec<Op<'_>> = cs
+        .changes
+        .iter()
+        .filter_map(|c| c.op())
+        .filter(|op| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
+        .collect();
+    if opts.strict {
+        strict_check(paths, &writes, &deletions)?;
+    }
+
+    // 1. The DB, after a backup.
+    if !writes.is_empty() {
+        let tables: BTreeSet<String> = writes.iter().map(|w| w.table.clone()).collect();
+        let strategy = db::choose(&paths.db, &tables, opts.plex_sqlite.as_deref())?;
+        report.strategy = Some(match &strategy {
+            db::Strategy::Direct => "direct updates".to_string(),
+            db::Strategy::TriggersAside => "FTS triggers set aside in each transaction".to_string(),
+            db::Strategy::PlexSqlite(bin) => format!("through {}", bin.display()),
+        });
+        let dir = opts.backup_dir.clone().unwrap_or_else(|| default_backup_dir(paths));
+        report.backup = Some(backup::backup(&paths.db, &dir, opts.keep_backups)?);
+        let limits = db::Limits { batch: opts.batch, lock_wait: opts.lock_wait };
+        let outcomes = db::write(&paths.db, &writes, &strategy, &limits)?;
+        for (w, o) in writes.iter().zip(outcomes) {
+            let what = format!("{} {} {}", w.table, w.id, w.column);
+            match o {
+                db::Outcome::Applied => report.applied += 1,
+                db::Outcome::Already => report.already += 1,
+                db::Outcome::Drifted(now) => report
+                    .drifted
+                    .push(format!("{what} is {} now", now.as_deref().unwrap_or("empty"))),
+                db::Outcome::Deferred => report.deferred.push(format!("{what}: the database stayed locked")),
+            }
+            tick();
+        }
+    }
+    for change in &cs.changes {
+        if let Some(u) = &change.upload {
+            report.deferred.push(format!(
+                "upload {} to {}: this tidyplex cannot upload to image hosts yet",
+                u.path, u.host
+            ));
+            tick();
+        }
+    }
+    journal.db_done(report.applied)?;
+    fault_point("after-db-commit");
+
+    // 2. The files, re-checked against the live references.
+    if !deletions.is_empty() {
+        let in_use = live_references(paths).context("cannot re-read the references before deleting")?;
+        let outcomes = files::delete_all(paths, &deletions, &in_use, tick);
+        for o in outcomes {
+            match o {
+                files::Outcome::Deleted { files, bytes } => {
+                    report.applied += 1;
+                    report.files_deleted += files;
+                    report.bytes_freed += bytes;
+                }
+                files::Outcome::Already => report.already += 1,
+                files::Outcome::Drifted(why) => report.drifted.push(why),
+                files::Outcome::Referenced(path) => report.referenced.push(path),
+                files::Outcome::Failed(why) => report.failed.push(why),
+            }
+        }
+    }
+    journal.finish()?;
+    Ok(report)
+}
+
+/// `--strict`: refuses the whole changeset when any precondition no longer holds.
+fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -> Result<()> {
+    let db = Db::open(&paths.db)?;
+    let mut drifted = Vec::new();
+    for w in writes {
+        let sql = format!("SELECT \"{}\" FROM \"{}\" WHERE id = ?1", w.column, w.table);
+        let now: Option<Option<String>> = rusqlite::OptionalExtension::optional(
+            db.conn().query_row(&sql, [w.id], |r| r.get::<_, Option<String>>(0)),
+        )
+        .map_err(|e| db.error(e))?;
+        if now.as_ref() != Some(&w.from) && now.as_ref().map(|v| v.as_deref()) != Some(Some(w.to.as_str())) {
+            drifted.push(format!("{} {} {}", w.table, w.id, w.column));
+        }
+    }
+    for op in deletions {
+        let ok = match op {
+            Op::DeleteFile(f) => match std::fs::symlink_metadata(files::absolute(paths, &f.path)) {
+                Ok(m) => {
+                    let size = if m.is_file() { m.len() } else { 0 };
+                    size == f.size && crate::scan::tree::mtime(&m) == f.mtime
+                }
+                Err(_) => true,
+            },
+            Op::DeleteDir(d) => {
+                let abs = files::absolute(paths, &d.path);
+                !abs.exists()
+                    || crate::scan::tree::walk_abs(&abs, &d.path).is_ok_and(|entries| {
+                        let listing = entries.iter().map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
+                        crate::changeset::digest(listing) == d.digest
+                    })
+            }
+            _ => true,
+        };
+        if !ok {
+            drifted.push(match op {
+                Op::DeleteFile(f) => f.path.clone(),
+                Op::DeleteDir(d) => format!("{}/", d.path),
+                _ => String::new(),
+            });
+        }
+    }
+    if !drifted.is_empty() {
+        bail!(
+            "--strict: {} change(s) drifted since planning (first: {}); nothing was changed; plan again",
+            drifted.len(),
+            drifted[0]
+        );
+    }
+    Ok(())
+}
+
+/// Fault injection for crash tests: `TIDYPLEX_FAULT=<point>` aborts the process there, as a
+/// power cut or `kill -9` would.
+fn fault_point(name: &str) {
+    if std::env::var("TIDYPLEX_FAULT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
