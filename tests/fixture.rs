@@ -9,7 +9,10 @@ use tidyplex::fixture::{build, Options, Report, SchemaVersion};
 use tidyplex::plex::{TriggerForm, DB_PATH};
 
 fn opts(triggers: TriggerForm) -> Options {
-    Options { triggers, ..Options::default() }
+    Options {
+        triggers,
+        ..Options::default()
+    }
 }
 
 fn built(o: &Options) -> (tempfile::TempDir, Report) {
@@ -28,9 +31,14 @@ fn stock_sqlite_fails_like_on_a_real_server() {
     for form in [TriggerForm::Broad, TriggerForm::Scoped] {
         let (_t, r) = built(&opts(form));
         let c = db(&r);
-        let n: i64 = c.query_row("SELECT count(*) FROM metadata_items", [], |r| r.get(0)).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM metadata_items", [], |r| r.get(0))
+            .unwrap();
         assert!(n > 50);
-        let res = c.execute("UPDATE metadata_items SET user_thumb_url='x' WHERE id=1", []);
+        let res = c.execute(
+            "UPDATE metadata_items SET user_thumb_url='x' WHERE id=1",
+            [],
+        );
         match form {
             TriggerForm::Broad => {
                 let e = res.unwrap_err().to_string();
@@ -38,18 +46,33 @@ fn stock_sqlite_fails_like_on_a_real_server() {
             }
             _ => assert_eq!(res.unwrap(), 1),
         }
-        let e = c.execute("UPDATE tags SET user_thumb_url='x'", []).unwrap_err().to_string();
+        let e = c
+            .execute("UPDATE tags SET user_thumb_url='x'", [])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown tokenizer: collating"), "{e}");
-        c.execute("UPDATE taggings SET thumb_url='x' WHERE id=1", []).unwrap();
-        let jm: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        c.execute("UPDATE taggings SET thumb_url='x' WHERE id=1", [])
+            .unwrap();
+        let jm: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(jm, "wal");
         drop(c);
 
         let uri = format!("file:{}?mode=ro", r.plex_dir.join(DB_PATH).display());
-        let ro = Connection::open_with_flags(&uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI).unwrap();
-        let probe = ro.prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0");
+        let ro = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let probe =
+            ro.prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0");
         assert_eq!(probe.is_ok(), form == TriggerForm::Scoped, "{form:?}");
-        let t: String = ro.query_row("SELECT title FROM metadata_items WHERE id=1", [], |r| r.get(0)).unwrap();
+        let t: String = ro
+            .query_row("SELECT title FROM metadata_items WHERE id=1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         assert!(!t.is_empty());
     }
 }
@@ -59,15 +82,32 @@ fn icu_objects_are_declared_as_plex_declares_them() {
     let (_t, r) = built(&opts(TriggerForm::Scoped));
     let c = db(&r);
     let sql = |name: &str| -> String {
-        c.query_row("SELECT sql FROM sqlite_master WHERE name=?1", [name], |r| r.get(0)).unwrap()
+        c.query_row("SELECT sql FROM sqlite_master WHERE name=?1", [name], |r| {
+            r.get(0)
+        })
+        .unwrap()
     };
-    assert!(sql("fts4_metadata_titles_icu").contains("tokenize=collating 'root@colStrength=primary;colAlternate=shifted'"));
+    assert!(sql("fts4_metadata_titles_icu")
+        .contains("tokenize=collating 'root@colStrength=primary;colAlternate=shifted'"));
     assert!(sql("fts4_tag_titles_icu").contains("tokenize=collating"));
     assert!(sql("index_title_sort_icu").contains("COLLATE icu_root"));
-    assert!(sql("fts4_metadata_titles_before_update_icu").contains("BEFORE UPDATE OF title, title_sort, original_title ON metadata_items"));
-    let docs: i64 = c.query_row("SELECT count(*) FROM fts4_metadata_titles_icu_docsize", [], |r| r.get(0)).unwrap();
+    assert!(sql("fts4_metadata_titles_before_update_icu")
+        .contains("BEFORE UPDATE OF title, title_sort, original_title ON metadata_items"));
+    let docs: i64 = c
+        .query_row(
+            "SELECT count(*) FROM fts4_metadata_titles_icu_docsize",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert!(docs > 50, "the FTS shadow tables hold real content");
-    let triggers: i64 = c.query_row("SELECT count(*) FROM sqlite_master WHERE type='trigger'", [], |r| r.get(0)).unwrap();
+    let triggers: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(triggers, 8);
 }
 
@@ -86,7 +126,11 @@ fn listing(root: &Path) -> BTreeMap<String, (char, u64, String)> {
                 stack.push(p);
             } else if m.file_type().is_symlink() {
                 let t = fs::read_link(&p).unwrap().to_string_lossy().into_owned();
-                let t = if t.starts_with('/') { "<absolute>".to_string() } else { t };
+                let t = if t.starts_with('/') {
+                    "<absolute>".to_string()
+                } else {
+                    t
+                };
                 out.insert(rel, ('l', 0, t));
             } else {
                 out.insert(rel, ('f', m.len(), String::new()));
@@ -98,10 +142,15 @@ fn listing(root: &Path) -> BTreeMap<String, (char, u64, String)> {
 
 fn dump(r: &Report) -> Vec<String> {
     let c = db(r);
-    let mut st = c.prepare("SELECT * FROM metadata_items ORDER BY id").unwrap();
+    let mut st = c
+        .prepare("SELECT * FROM metadata_items ORDER BY id")
+        .unwrap();
     let n = st.column_count();
     st.query_map([], |row| {
-        Ok((0..n).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+        Ok((0..n)
+            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+            .collect::<Vec<_>>()
+            .join("|"))
     })
     .unwrap()
     .map(Result::unwrap)
@@ -112,7 +161,10 @@ fn dump(r: &Report) -> Vec<String> {
 fn same_seed_same_fixture_other_seed_differs() {
     let (_a, ra) = built(&Options::default());
     let (_b, rb) = built(&Options::default());
-    let (_c, rc) = built(&Options { seed: 2, ..Options::default() });
+    let (_c, rc) = built(&Options {
+        seed: 2,
+        ..Options::default()
+    });
     let la = listing(&ra.plex_dir);
     assert_eq!(la, listing(&rb.plex_dir));
     assert_eq!(dump(&ra), dump(&rb));
@@ -122,16 +174,31 @@ fn same_seed_same_fixture_other_seed_differs() {
 
 #[test]
 fn windows_layout_has_no_links_in_combined() {
-    let links = |r: &Report| listing(&r.plex_dir).iter().filter(|(p, v)| v.0 == 'l' && p.contains("/_combined/")).count();
+    let links = |r: &Report| {
+        listing(&r.plex_dir)
+            .iter()
+            .filter(|(p, v)| v.0 == 'l' && p.contains("/_combined/"))
+            .count()
+    };
     let (_a, linux) = built(&Options::default());
-    let (_b, win) = built(&Options { windows: true, ..Options::default() });
+    let (_b, win) = built(&Options {
+        windows: true,
+        ..Options::default()
+    });
     assert!(links(&linux) > 10);
     assert_eq!(links(&win), 0);
 }
 
 #[test]
 fn report_usage_equals_a_walk() {
-    for o in [Options::default(), Options { windows: true, seed: 7, ..Options::default() }] {
+    for o in [
+        Options::default(),
+        Options {
+            windows: true,
+            seed: 7,
+            ..Options::default()
+        },
+    ] {
         let (_t, r) = built(&o);
         let mut walked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for (p, (k, size, _)) in listing(&r.plex_dir) {
@@ -151,7 +218,11 @@ fn report_usage_equals_a_walk() {
             e.0 += 1;
             e.1 += size;
         }
-        let reported: BTreeMap<String, (u64, u64)> = r.usage.iter().map(|(k, u)| (k.clone(), (u.files, u.bytes))).collect();
+        let reported: BTreeMap<String, (u64, u64)> = r
+            .usage
+            .iter()
+            .map(|(k, u)| (k.clone(), (u.files, u.bytes)))
+            .collect();
         assert_eq!(reported, walked);
         assert_eq!(reported.len(), 8);
     }
@@ -176,7 +247,10 @@ fn section_report_matches_the_db() {
             );
             let mut st = c.prepare(&q).unwrap();
             let mut mine = tidyplex::plex::ColumnCounts::default();
-            for v in st.query_map([s.id], |r| r.get::<_, Option<String>>(0)).unwrap() {
+            for v in st
+                .query_map([s.id], |r| r.get::<_, Option<String>>(0))
+                .unwrap()
+            {
                 mine.add(tidyplex::plex::ImageUrl::parse(v.unwrap().as_deref()).state());
             }
             assert_eq!(&mine, counts, "{} {col}", s.name);
@@ -185,10 +259,13 @@ fn section_report_matches_the_db() {
     assert_eq!(r.sections.len(), 7);
     assert_eq!(r.sections[6].items, 0);
     // A fully local column exists, and so do http, media and empty values.
-    let all = r.sections.iter().flat_map(|s| s.columns.values()).fold(Default::default(), |mut a: tidyplex::plex::ColumnCounts, c| {
-        a.merge(c);
-        a
-    });
+    let all = r.sections.iter().flat_map(|s| s.columns.values()).fold(
+        Default::default(),
+        |mut a: tidyplex::plex::ColumnCounts, c| {
+            a.merge(c);
+            a
+        },
+    );
     assert!(all.http > 0 && all.local > 0 && all.media > 0 && all.empty > 0);
 }
 
@@ -196,7 +273,11 @@ fn section_report_matches_the_db() {
 fn korean_section_name_round_trips() {
     let (_t, r) = built(&Options::default());
     let c = db(&r);
-    let name: String = c.query_row("SELECT name FROM library_sections WHERE id=2", [], |r| r.get(0)).unwrap();
+    let name: String = c
+        .query_row("SELECT name FROM library_sections WHERE id=2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(name, "영화");
     assert_eq!(r.sections[1].name, "영화");
 }
@@ -205,7 +286,9 @@ fn korean_section_name_round_trips() {
 fn refuses_a_non_empty_dir() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("x"), "x").unwrap();
-    let e = build(t.path(), &Options::default()).unwrap_err().to_string();
+    let e = build(t.path(), &Options::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not empty"), "{e}");
     // An existing empty dir is fine.
     let empty = tempfile::tempdir().unwrap();
@@ -214,7 +297,10 @@ fn refuses_a_non_empty_dir() {
 
 #[test]
 fn schema_142_has_no_square_art() {
-    let (_t, r) = built(&Options { schema: SchemaVersion::V142, ..Options::default() });
+    let (_t, r) = built(&Options {
+        schema: SchemaVersion::V142,
+        ..Options::default()
+    });
     let c = db(&r);
     let cols: Vec<String> = c
         .prepare("SELECT name FROM pragma_table_info('metadata_items')")
@@ -223,12 +309,23 @@ fn schema_142_has_no_square_art() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(!cols.iter().any(|c| c == "user_square_art_url" || c == "is_adult"));
+    assert!(!cols
+        .iter()
+        .any(|c| c == "user_square_art_url" || c == "is_adult"));
     assert!(cols.iter().any(|c| c == "user_clear_logo_url"));
     assert_eq!(cols.len(), 50);
     assert!(!r.sections[0].columns.contains_key("user_square_art_url"));
     let (_t2, r2) = built(&Options::default());
-    assert_eq!(db(&r2).query_row("SELECT count(*) FROM pragma_table_info('metadata_items')", [], |r| r.get::<_, i64>(0)).unwrap(), 53);
+    assert_eq!(
+        db(&r2)
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('metadata_items')",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+        53
+    );
 }
 
 #[test]
@@ -248,14 +345,34 @@ fn special_files_exist() {
     let none = &r.cases["none_placeholder"][0].path;
     assert_eq!(fs::read(p.join(none)).unwrap(), b"None");
     let dangling = &r.cases["dangling_combined_link"][0].path;
-    assert!(fs::symlink_metadata(p.join(dangling)).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(p.join(dangling))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(!p.join(dangling).exists());
     for name in [
-        "upload_with_stale", "metadata_missing_file", "metadata_unlisted", "already_http", "empty",
-        "art_media_frame_grab", "poster_media_frame_grab", "episode_thumb_media", "theme", "banner", "clear_logo",
-        "season_poster", "episode_thumb", "collection_upload_poster", "playlist_upload_poster",
-        "season_episode_bundle_empty", "season_episode_bundle_stray_file", "music_previous_agent_xml",
-        "new_agent_selected", "new_agent_stale_selection", "legacy_selected_stored", "absolute_combined_link",
+        "upload_with_stale",
+        "metadata_missing_file",
+        "metadata_unlisted",
+        "already_http",
+        "empty",
+        "art_media_frame_grab",
+        "poster_media_frame_grab",
+        "episode_thumb_media",
+        "theme",
+        "banner",
+        "clear_logo",
+        "season_poster",
+        "episode_thumb",
+        "collection_upload_poster",
+        "playlist_upload_poster",
+        "season_episode_bundle_empty",
+        "season_episode_bundle_stray_file",
+        "music_previous_agent_xml",
+        "new_agent_selected",
+        "new_agent_stale_selection",
+        "legacy_selected_stored",
+        "absolute_combined_link",
     ] {
         assert!(r.cases.contains_key(name), "{name}");
     }
@@ -268,10 +385,22 @@ fn cli_prints_json() {
     let dir = t.path().join("plex");
     let out = assert_cmd::Command::cargo_bin("tidyplex")
         .unwrap()
-        .args(["fixture", dir.to_str().unwrap(), "--json", "--schema", "1.42", "--triggers", "broad"])
+        .args([
+            "fixture",
+            dir.to_str().unwrap(),
+            "--json",
+            "--schema",
+            "1.42",
+            "--triggers",
+            "broad",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["sections"].as_array().unwrap().len(), 7);
     assert_eq!(v["schema"], "1.42");

@@ -69,7 +69,14 @@ pub fn is_hash(hash: &str) -> bool {
 
 /// `Metadata/<Kind>/<h0>/<h1..>.bundle`, relative to the plex dir, or `None` for a malformed hash.
 pub fn metadata_bundle(kind: Kind, hash: &str) -> Option<String> {
-    is_hash(hash).then(|| format!("Metadata/{}/{}/{}.bundle", kind.folder(), &hash[..1], &hash[1..]))
+    is_hash(hash).then(|| {
+        format!(
+            "Metadata/{}/{}/{}.bundle",
+            kind.folder(),
+            &hash[..1],
+            &hash[1..]
+        )
+    })
 }
 
 /// `Media/localhost/<h0>/<h1..>.bundle`, relative to the plex dir, or `None` for a malformed hash.
@@ -100,7 +107,10 @@ mod tests {
             media_bundle(H).unwrap(),
             "Media/localhost/c/cd2a9ec4d3c3b1b3f5c0e8a1a2b3c4d5e6f7a8b.bundle"
         );
-        assert_eq!(hash_of_bundle("c", &format!("{}.bundle", &H[1..])).unwrap(), H);
+        assert_eq!(
+            hash_of_bundle("c", &format!("{}.bundle", &H[1..])).unwrap(),
+            H
+        );
     }
 
     #[test]

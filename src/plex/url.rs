@@ -88,7 +88,9 @@ impl ImageUrl {
     /// The last path segment (the file name) of a local value.
     pub fn file_name(&self) -> Option<&str> {
         match self {
-            ImageUrl::Metadata(r) | ImageUrl::Upload(r) | ImageUrl::Media(r) => r.rsplit('/').next(),
+            ImageUrl::Metadata(r) | ImageUrl::Upload(r) | ImageUrl::Media(r) => {
+                r.rsplit('/').next()
+            }
             _ => None,
         }
     }
@@ -97,9 +99,9 @@ impl ImageUrl {
 /// `rest` when every `/`-separated part is a plain name (no `..`, `.`, empty part or backslash).
 fn safe_tail(rest: &str) -> Option<&str> {
     let ok = !rest.is_empty()
-        && rest
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('\0'));
+        && rest.split('/').all(|p| {
+            !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('\0')
+        });
     ok.then_some(rest)
 }
 
@@ -144,7 +146,13 @@ mod tests {
 
     #[test]
     fn metadata_values_need_a_bundle() {
-        assert_eq!(ImageUrl::parse(Some("metadata://posters/x")).resolve(None), None);
-        assert_eq!(ImageUrl::parse(Some("upload://posters/x")).file_name(), Some("x"));
+        assert_eq!(
+            ImageUrl::parse(Some("metadata://posters/x")).resolve(None),
+            None
+        );
+        assert_eq!(
+            ImageUrl::parse(Some("upload://posters/x")).file_name(),
+            Some("x")
+        );
     }
 }
