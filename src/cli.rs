@@ -15,8 +15,8 @@ use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
-use crate::{apply, demo, scan};
 use crate::spec::{Overrides, Spec};
+use crate::{apply, demo, scan};
 use crate::{render, status};
 
 /// Reclaim the disk space Plex Media Server spends on images it no longer needs.
@@ -394,7 +394,13 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
         confirm(&cs, &paths)?;
     }
     let bar = progress_bar(global, cs.changes.len() as u64, "applying");
-    let report = apply::apply(&paths, &cs, &args.file.display().to_string(), &apply_options(global, &args.opts), &|| bar.inc(1))?;
+    let report = apply::apply(
+        &paths,
+        &cs,
+        &args.file.display().to_string(),
+        &apply_options(global, &args.opts),
+        &|| bar.inc(1),
+    )?;
     bar.finish_and_clear();
     if args.json {
         print_json(&report)?;
@@ -408,7 +414,9 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
 fn confirm(cs: &Changeset, paths: &PlexPaths) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        anyhow::bail!("apply changes a live Plex server; pass --yes to apply without a terminal to ask on");
+        anyhow::bail!(
+            "apply changes a live Plex server; pass --yes to apply without a terminal to ask on"
+        );
     }
     let mut err = anstream::stderr();
     let _ = writeln!(err, "{}", render::plan::closing(cs));
@@ -437,16 +445,28 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
             print(&format!("Round {round}: no changes. The library is clean.\n"))?;
             return Ok(0);
         }
-        print(&format!("Round {round}: {}\n", render::plan::closing(&cs).lines().next().unwrap_or_default()))?;
+        print(&format!(
+            "Round {round}: {}\n",
+            render::plan::closing(&cs).lines().next().unwrap_or_default()
+        ))?;
         let bar = progress_bar(global, cs.changes.len() as u64, "applying");
-        let report = apply::apply(&paths, &cs, &format!("run round {round}"), &apply_options(global, &args.opts), &|| bar.inc(1))?;
+        let report = apply::apply(
+            &paths,
+            &cs,
+            &format!("run round {round}"),
+            &apply_options(global, &args.opts),
+            &|| bar.inc(1),
+        )?;
         bar.finish_and_clear();
         print(&render::apply::report(&report))?;
         if report.exit_code() == 1 {
             return Ok(1);
         }
     }
-    print(&format!("Not converged after {} rounds; run again later (Plex may be busy).\n", args.max_rounds))?;
+    print(&format!(
+        "Not converged after {} rounds; run again later (Plex may be busy).\n",
+        args.max_rounds
+    ))?;
     Ok(3)
 }
 
@@ -495,7 +515,9 @@ fn progress_bar(global: &Global, len: u64, message: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len).with_message(message.to_string());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

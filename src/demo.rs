@@ -51,7 +51,12 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
         writeln!(out, "{line}")?;
     }
     if lines.len() > 24 {
-        writeln!(out, "  … ({} more lines; the whole plan is in {})", lines.len() - 24, file.display())?;
+        writeln!(
+            out,
+            "  … ({} more lines; the whole plan is in {})",
+            lines.len() - 24,
+            file.display()
+        )?;
         writeln!(out, "{}", lines.last().unwrap_or(&""))?;
     }
 
@@ -65,7 +70,10 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
     write!(out, "{}", render::plan::show(&again))?;
     let usage_after = status::usage(&paths, &|_| {})?;
     let total = |u: &std::collections::BTreeMap<String, scan::usage::Usage>| -> u64 {
-        u.iter().filter(|(k, _)| k.starts_with("Metadata") || *k == "Media").map(|(_, v)| v.bytes).sum()
+        u.iter()
+            .filter(|(k, _)| k.starts_with("Metadata") || *k == "Media")
+            .map(|(_, v)| v.bytes)
+            .sum()
     };
     writeln!(
         out,

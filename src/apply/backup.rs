@@ -36,7 +36,8 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
     ours.sort();
     let excess = ours.len().saturating_sub(keep);
     for old in &ours[..excess] {
-        std::fs::remove_file(old).with_context(|| format!("cannot remove old backup {}", old.display()))?;
+        std::fs::remove_file(old)
+            .with_context(|| format!("cannot remove old backup {}", old.display()))?;
     }
     Ok(())
 }
@@ -50,7 +51,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = tmp.path().join("lib.db");
         let conn = Connection::open(&db).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (42);").unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (42);",
+        )
+        .unwrap();
         let dir = tmp.path().join("backups");
         let mut made = Vec::new();
         for _ in 0..4 {

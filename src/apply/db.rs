@@ -110,7 +110,12 @@ pub fn choose(db: &Path, tables: &BTreeSet<String>, named: Option<&Path>) -> Res
 }
 
 /// Writes every change, batch by batch; returns one outcome per write, in order.
-pub fn write(db: &Path, writes: &[Write], strategy: &Strategy, limits: &Limits) -> Result<Vec<Outcome>> {
+pub fn write(
+    db: &Path,
+    writes: &[Write],
+    strategy: &Strategy,
+    limits: &Limits,
+) -> Result<Vec<Outcome>> {
     for w in writes {
         if !columns::is_image_column(&w.table, &w.column) {
             bail!("refusing to write {}.{}: not an image column", w.table, w.column);
@@ -159,9 +164,10 @@ pub fn write(db: &Path, writes: &[Write], strategy: &Strategy, limits: &Limits) 
 
 fn is_busy(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>().and_then(|e| e.sqlite_error_code()).is_some_and(|code| {
-            matches!(code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        }) || c.to_string().contains("database is locked")
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(|e| e.sqlite_error_code())
+            .is_some_and(|code| matches!(code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+            || c.to_string().contains("database is locked")
     })
 }
 
@@ -197,8 +203,9 @@ fn transaction(conn: &Connection, batch: &[Write], aside: bool) -> Result<Vec<Ou
                 let mut stmt = conn.prepare(
                     "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 ORDER BY name",
                 )?;
-                let triggers: Vec<(String, String)> =
-                    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                let triggers: Vec<(String, String)> = stmt
+                    .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
                 for (name, sql) in triggers {
                     conn.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))?;
                     saved.push(sql);
@@ -236,7 +243,12 @@ fn transaction(conn: &Connection, batch: &[Write], aside: bool) -> Result<Vec<Ou
 /// A batch through the `Plex SQLite` binary: preconditions are read here, the UPDATEs (each
 /// guarded by its precondition, values as escaped literals) run there in one transaction, and
 /// the result is read back.
-fn through_plex_sqlite(conn: &Connection, db: &Path, bin: &Path, batch: &[Write]) -> Result<Vec<Outcome>> {
+fn through_plex_sqlite(
+    conn: &Connection,
+    db: &Path,
+    bin: &Path,
+    batch: &[Write],
+) -> Result<Vec<Outcome>> {
     let mut planned = Vec::with_capacity(batch.len());
     let mut script = String::from(".bail on\nPRAGMA busy_timeout = 2000;\nBEGIN IMMEDIATE;\n");
     for w in batch {

@@ -50,7 +50,8 @@ fn root_of(paths: &PlexPaths, rel: &str) -> (PathBuf, String) {
 pub fn check_no_symlinked_dirs(paths: &PlexPaths, rel: &str) -> Result<(), String> {
     let (mut dir, rest) = root_of(paths, rel);
     let parts: Vec<&str> = rest.split('/').collect();
-    for part in std::iter::once(None).chain(parts[..parts.len().saturating_sub(1)].iter().map(Some)) {
+    for part in std::iter::once(None).chain(parts[..parts.len().saturating_sub(1)].iter().map(Some))
+    {
         if let Some(part) = part {
             dir.push(part);
         }
@@ -76,8 +77,10 @@ pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
         Op::DeleteDir(d) => delete_dir(paths, d, in_use),
         _ => return Outcome::Failed("not a deletion".into()),
     };
-    if let (Outcome::Deleted { .. }, Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. })) =
-        (&outcome, op)
+    if let (
+        Outcome::Deleted { .. },
+        Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. }),
+    ) = (&outcome, op)
     {
         remove_empty_parents(paths, path);
     }
@@ -85,7 +88,12 @@ pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
 }
 
 /// Carries out many deletions in parallel, in order of the results.
-pub fn delete_all(paths: &PlexPaths, ops: &[Op<'_>], in_use: &InUse, tick: &(dyn Fn() + Sync)) -> Vec<Outcome> {
+pub fn delete_all(
+    paths: &PlexPaths,
+    ops: &[Op<'_>],
+    in_use: &InUse,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<Outcome> {
     ops.par_iter()
         .map(|op| {
             let o = delete(paths, *op, in_use);
@@ -135,7 +143,9 @@ fn delete_dir(paths: &PlexPaths, d: &DeleteDir, in_use: &InUse) -> Outcome {
     match std::fs::symlink_metadata(&abs) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Already,
         Err(e) => return Outcome::Failed(format!("{}: {e}", d.path)),
-        Ok(m) if !m.is_dir() => return Outcome::Drifted(format!("{} is no longer a folder", d.path)),
+        Ok(m) if !m.is_dir() => {
+            return Outcome::Drifted(format!("{} is no longer a folder", d.path))
+        }
         Ok(_) => {}
     }
     let entries = match tree::walk_abs(&abs, &d.path) {

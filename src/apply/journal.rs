@@ -37,7 +37,8 @@ impl Journal {
     /// A description of the previous apply when it did not finish.
     pub fn interrupted(&self) -> Option<String> {
         let text = std::fs::read_to_string(&self.path).ok()?;
-        let events: Vec<Event> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let events: Vec<Event> =
+            text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         let started = events.iter().find_map(|e| match e {
             Event::Started { at, changeset, .. } => Some((at.clone(), changeset.clone())),
             _ => None,

@@ -16,8 +16,7 @@ pub struct ApplyLock {
 /// Takes the lock at `path`, or fails at once naming the holder.
 pub fn acquire(path: &Path) -> Result<ApplyLock> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut file = OpenOptions::new()
         .read(true)

@@ -88,7 +88,10 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         if !self.failed.is_empty() {
             1
-        } else if !self.drifted.is_empty() || !self.deferred.is_empty() || !self.referenced.is_empty() {
+        } else if !self.drifted.is_empty()
+            || !self.deferred.is_empty()
+            || !self.referenced.is_empty()
+        {
             3
         } else {
             0
@@ -132,8 +135,9 @@ pub fn validate(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
             Some(Op::Upload(u)) => &u.path,
             _ => continue,
         };
-        files::check_no_symlinked_dirs(paths, path)
-            .map_err(|e| anyhow::anyhow!("change {}: {e}; the changeset is refused whole", i + 1))?;
+        files::check_no_symlinked_dirs(paths, path).map_err(|e| {
+            anyhow::anyhow!("change {}: {e}; the changeset is refused whole", i + 1)
+        })?;
     }
     Ok(())
 }
@@ -205,7 +209,9 @@ pub fn apply(
                 db::Outcome::Drifted(now) => report
                     .drifted
                     .push(format!("{what} is {} now", now.as_deref().unwrap_or("empty"))),
-                db::Outcome::Deferred => report.deferred.push(format!("{what}: the database stayed locked")),
+                db::Outcome::Deferred => {
+                    report.deferred.push(format!("{what}: the database stayed locked"))
+                }
             }
             tick();
         }
@@ -224,7 +230,8 @@ pub fn apply(
 
     // 2. The files, re-checked against the live references.
     if !deletions.is_empty() {
-        let in_use = live_references(paths).context("cannot re-read the references before deleting")?;
+        let in_use =
+            live_references(paths).context("cannot re-read the references before deleting")?;
         let outcomes = files::delete_all(paths, &deletions, &in_use, tick);
         for o in outcomes {
             match o {
@@ -254,7 +261,9 @@ fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -
             db.conn().query_row(&sql, [w.id], |r| r.get::<_, Option<String>>(0)),
         )
         .map_err(|e| db.error(e))?;
-        if now.as_ref() != Some(&w.from) && now.as_ref().map(|v| v.as_deref()) != Some(Some(w.to.as_str())) {
+        if now.as_ref() != Some(&w.from)
+            && now.as_ref().map(|v| v.as_deref()) != Some(Some(w.to.as_str()))
+        {
             drifted.push(format!("{} {} {}", w.table, w.id, w.column));
         }
     }
@@ -271,7 +280,9 @@ fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -
                 let abs = files::absolute(paths, &d.path);
                 !abs.exists()
                     || crate::scan::tree::walk_abs(&abs, &d.path).is_ok_and(|entries| {
-                        let listing = entries.iter().map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
+                        let listing = entries
+                            .iter()
+                            .map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
                         crate::changeset::digest(listing) == d.digest
                     })
             }
