@@ -70,7 +70,7 @@ pub fn measure(root: &Path, tick: &(dyn Fn(u64) + Sync)) -> Result<Usage> {
                 };
                 let seen = files.fetch_add(1, Ordering::Relaxed) + 1;
                 bytes.fetch_add(size, Ordering::Relaxed);
-                if seen % 4096 == 0 {
+                if seen.is_multiple_of(4096) {
                     tick(seen);
                 }
                 WalkState::Continue
