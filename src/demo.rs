@@ -25,7 +25,10 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
             tmp.path().join("Plex Media Server")
         }
     };
-    let step = |out: &mut dyn Write, text: &str| writeln!(out, "\n\x1b[1m==> {text}\x1b[0m");
+    let step = |out: &mut dyn Write, text: &str| {
+        let style = render::HEADER;
+        writeln!(out, "\n{style}==> {text}{style:#}")
+    };
 
     step(out, "Build a sample Plex data folder")?;
     let report = fixture::build(&dir, &Options::default())?;

@@ -89,19 +89,19 @@ pub fn plex_sqlite_candidates() -> Vec<PathBuf> {
     out
 }
 
-/// Picks the strategy for writing `tables`: direct when the probe allows it; else the named
-/// or found Plex SQLite; else triggers set aside.
+/// Picks the strategy for writing `tables`: the Plex SQLite the user named; else direct when
+/// the probe allows it; else Plex SQLite found at its usual place; else triggers set aside.
 pub fn choose(db: &Path, tables: &BTreeSet<String>, named: Option<&Path>) -> Result<Strategy> {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", db.display()))?;
-    if tables.iter().all(|t| writable_directly(&conn, t)) {
-        return Ok(Strategy::Direct);
-    }
     if let Some(path) = named {
         if !path.is_file() {
             bail!("--plex-sqlite {} does not exist", path.display());
         }
         return Ok(Strategy::PlexSqlite(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", db.display()))?;
+    if tables.iter().all(|t| writable_directly(&conn, t)) {
+        return Ok(Strategy::Direct);
     }
     Ok(match plex_sqlite_candidates().into_iter().find(|p| p.is_file()) {
         Some(found) => Strategy::PlexSqlite(found),

@@ -80,6 +80,10 @@ pub struct Report {
     pub strategy: Option<String>,
     /// What the journal said about the previous apply, when it did not finish.
     pub previous_interrupted: Option<String>,
+    /// Seconds spent writing the DB (backup excluded).
+    pub db_seconds: f64,
+    /// Seconds spent deleting (reference re-check included).
+    pub files_seconds: f64,
 }
 
 impl Report {
@@ -200,7 +204,9 @@ pub fn apply(
         let dir = opts.backup_dir.clone().unwrap_or_else(|| default_backup_dir(paths));
         report.backup = Some(backup::backup(&paths.db, &dir, opts.keep_backups)?);
         let limits = db::Limits { batch: opts.batch, lock_wait: opts.lock_wait };
+        let started = std::time::Instant::now();
         let outcomes = db::write(&paths.db, &writes, &strategy, &limits)?;
+        report.db_seconds = started.elapsed().as_secs_f64();
         for (w, o) in writes.iter().zip(outcomes) {
             let what = format!("{} {} {}", w.table, w.id, w.column);
             match o {
@@ -230,6 +236,7 @@ pub fn apply(
 
     // 2. The files, re-checked against the live references.
     if !deletions.is_empty() {
+        let started = std::time::Instant::now();
         let in_use =
             live_references(paths).context("cannot re-read the references before deleting")?;
         let outcomes = files::delete_all(paths, &deletions, &in_use, tick);
@@ -246,6 +253,7 @@ pub fn apply(
                 files::Outcome::Failed(why) => report.failed.push(why),
             }
         }
+        report.files_seconds = started.elapsed().as_secs_f64();
     }
     journal.finish()?;
     Ok(report)
