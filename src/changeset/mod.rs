@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use validate::{check_path, ChangesetError, CLEANABLE_ROOTS};
+pub use validate::{check_path, is_writable_url, ChangesetError, CLEANABLE_ROOTS};
 
 /// The format this tidyplex writes; a reader accepts any `tidyplex-changeset/1[.minor]`.
 pub const FORMAT: &str = "tidyplex-changeset/1";

@@ -168,6 +168,11 @@ fn check_column(table: &str, column: &str) -> Result<(), String> {
     }
 }
 
+/// Whether `url` is an http(s) URL a changeset may write (no whitespace or control characters).
+pub fn is_writable_url(url: &str) -> bool {
+    check_http(url).is_ok()
+}
+
 fn check_http(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")

@@ -332,9 +332,9 @@ fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
     map
 }
 
+/// A provider URL worth switching to: http(s), and one a changeset may carry.
 fn is_http(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    crate::changeset::is_writable_url(url)
 }
 
 /// Plex's broken-image placeholder: a tiny file (through a symlink too) holding `None`.

@@ -98,6 +98,17 @@ pub fn assert_unchanged(
     assert!(diffs.is_empty(), "changed on disk:\n{}", diffs.join("\n"));
 }
 
+/// A snapshot without tidyplex's own state folder (lock, journal) and its parent's mtime.
+pub fn without_state(
+    mut snap: BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
+) -> BTreeMap<String, (char, u64, u128, Option<PathBuf>)> {
+    snap.retain(|k, _| !k.starts_with("Plug-in Support/tidyplex"));
+    if let Some(e) = snap.get_mut("Plug-in Support") {
+        e.2 = 0;
+    }
+    snap
+}
+
 /// The DB of a plex dir.
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("Plug-in Support/Databases/com.plexapp.plugins.library.db")
