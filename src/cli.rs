@@ -352,15 +352,16 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     }
     let cs = planned.changeset;
     if let Some(out) = &args.output {
-        let text = if args.json { cs.to_json() } else { cs.to_yaml() };
-        std::fs::write(out, text)
+        std::fs::File::create(out)
+            .and_then(|f| cs.write(f, args.json))
             .with_context(|| format!("cannot write the changeset to {}", out.display()))?;
     }
-    if args.json {
-        print(&cs.to_json())?;
+    let shown = if args.json {
+        cs.write(std::io::stdout().lock(), true)
     } else {
-        print(&render::plan::show(&cs))?;
-    }
+        render::plan::show_to(anstream::stdout().lock(), &cs)
+    };
+    shown.or_else(ignore_broken_pipe)?;
     Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
 }
 

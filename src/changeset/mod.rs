@@ -119,16 +119,16 @@ pub struct Change {
     pub item: Option<i64>,
     /// Write a URL column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set_url: Option<SetUrl>,
+    pub set_url: Option<Box<SetUrl>>,
     /// Delete one file (or symlink).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete_file: Option<DeleteFile>,
+    pub delete_file: Option<Box<DeleteFile>>,
     /// Delete a whole folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete_dir: Option<DeleteDir>,
+    pub delete_dir: Option<Box<DeleteDir>>,
     /// Upload a file to the image host and point a column at it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<Upload>,
+    pub upload: Option<Box<Upload>>,
 }
 
 /// `UPDATE table SET column = to WHERE id = id AND column = from`.
@@ -218,31 +218,31 @@ impl Change {
 
     /// A `set_url` change.
     pub fn set_url(item: Option<i64>, op: SetUrl) -> Change {
-        Change { set_url: Some(op), ..Change::with(item) }
+        Change { set_url: Some(Box::new(op)), ..Change::with(item) }
     }
 
     /// A `delete_file` change.
     pub fn delete_file(item: Option<i64>, op: DeleteFile) -> Change {
-        Change { delete_file: Some(op), ..Change::with(item) }
+        Change { delete_file: Some(Box::new(op)), ..Change::with(item) }
     }
 
     /// A `delete_dir` change.
     pub fn delete_dir(item: Option<i64>, op: DeleteDir) -> Change {
-        Change { delete_dir: Some(op), ..Change::with(item) }
+        Change { delete_dir: Some(Box::new(op)), ..Change::with(item) }
     }
 
     /// An `upload` change.
     pub fn upload(item: Option<i64>, op: Upload) -> Change {
-        Change { upload: Some(op), ..Change::with(item) }
+        Change { upload: Some(Box::new(op)), ..Change::with(item) }
     }
 
     /// The operation, when there is exactly one.
     pub fn op(&self) -> Option<Op<'_>> {
         let ops = [
-            self.set_url.as_ref().map(Op::SetUrl),
-            self.delete_file.as_ref().map(Op::DeleteFile),
-            self.delete_dir.as_ref().map(Op::DeleteDir),
-            self.upload.as_ref().map(Op::Upload),
+            self.set_url.as_deref().map(Op::SetUrl),
+            self.delete_file.as_deref().map(Op::DeleteFile),
+            self.delete_dir.as_deref().map(Op::DeleteDir),
+            self.upload.as_deref().map(Op::Upload),
         ];
         let mut present = ops.into_iter().flatten();
         match (present.next(), present.next()) {
@@ -252,13 +252,13 @@ impl Change {
     }
 
     /// The order key: URL writes and uploads before deletions, then by path or column.
-    fn sort_key(&self) -> (u8, String, i64) {
+    fn sort_key(&self) -> (u8, &str, &str, i64) {
         match self.op() {
-            Some(Op::SetUrl(s)) => (0, format!("{}.{}", s.table, s.column), s.id),
-            Some(Op::Upload(u)) => (1, format!("{}.{}", u.table, u.column), u.id),
-            Some(Op::DeleteDir(d)) => (2, d.path.clone(), 0),
-            Some(Op::DeleteFile(f)) => (2, f.path.clone(), 0),
-            None => (9, String::new(), 0),
+            Some(Op::SetUrl(s)) => (0, &s.table, &s.column, s.id),
+            Some(Op::Upload(u)) => (1, &u.table, &u.column, u.id),
+            Some(Op::DeleteDir(d)) => (2, &d.path, "", 0),
+            Some(Op::DeleteFile(f)) => (2, &f.path, "", 0),
+            None => (9, "", "", 0),
         }
     }
 }
@@ -273,7 +273,10 @@ impl Changeset {
         kept_local: u64,
     ) -> Changeset {
         let section = |c: &Change| c.item.and_then(|i| items.get(&i)).and_then(|i| i.section);
-        changes.sort_by_cached_key(|c| (section(c).unwrap_or(i64::MAX), c.item, c.sort_key()));
+        changes.sort_by(|a, b| {
+            let key = |c: &Change| (section(c).unwrap_or(i64::MAX), c.item);
+            key(a).cmp(&key(b)).then_with(|| a.sort_key().cmp(&b.sort_key()))
+        });
         changes.dedup();
         let used: std::collections::BTreeSet<i64> = changes.iter().filter_map(|c| c.item).collect();
         let items = items.into_iter().filter(|(id, _)| used.contains(id)).collect();
@@ -320,6 +323,19 @@ impl Changeset {
         let mut s = serde_json::to_string_pretty(self).expect("a changeset always serializes");
         s.push('\n');
         s
+    }
+
+    /// Writes YAML (or pretty JSON) to `w` without building the text in memory.
+    pub fn write(&self, w: impl std::io::Write, json: bool) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        if json {
+            serde_json::to_writer_pretty(&mut w, self)?;
+            w.write_all(b"\n")?;
+        } else {
+            yaml_serde::to_writer(&mut w, self).map_err(std::io::Error::other)?;
+        }
+        w.flush()
     }
 
     /// Reads a changeset from YAML or JSON text and validates every field.

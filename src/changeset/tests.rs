@@ -117,7 +117,7 @@ fn malformed_changesets_are_refused() {
 fn a_change_must_hold_exactly_one_operation() {
     let mut cs = sample();
     cs.changes[0].delete_file =
-        Some(DeleteFile { path: "Metadata/Movies/x".into(), size: 0, mtime: 0 });
+        Some(Box::new(DeleteFile { path: "Metadata/Movies/x".into(), size: 0, mtime: 0 }));
     let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
     cs.changes[0] =

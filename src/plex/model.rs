@@ -282,24 +282,28 @@ pub fn read_tags(db: &Db) -> Result<Vec<Tag>, DbError> {
     })
 }
 
-/// `taggings` rows with a `thumb_url` (image candidates of the new agents).
+/// `taggings` rows whose `thumb_url` is the current value of one of their item's image columns:
+/// the selected image candidates of the new agents, with the provider URL in `text`. (The
+/// other candidates are never needed, and on a large library they are most rows.)
 pub fn read_candidates(db: &Db) -> Result<Vec<Candidate>, DbError> {
-    query(
-        db,
+    let selected =
+        db.schema.metadata_items.iter().map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
         "SELECT g.metadata_item_id, t.tag_type, g.\"index\", coalesce(g.text, ''), g.thumb_url \
-         FROM taggings g LEFT JOIN tags t ON t.id = g.tag_id \
-         WHERE coalesce(g.thumb_url, '') != '' AND g.metadata_item_id IS NOT NULL \
-         ORDER BY g.metadata_item_id, g.id",
-        |r| {
-            Ok(Candidate {
-                item_id: r.get(0)?,
-                tag_type: r.get(1)?,
-                index: r.get(2)?,
-                text: r.get(3)?,
-                thumb_url: r.get(4)?,
-            })
-        },
-    )
+         FROM taggings g JOIN metadata_items m ON m.id = g.metadata_item_id \
+         LEFT JOIN tags t ON t.id = g.tag_id \
+         WHERE coalesce(g.thumb_url, '') != '' AND g.thumb_url IN ({selected}) \
+         ORDER BY g.metadata_item_id, g.id"
+    );
+    query(db, &sql, |r| {
+        Ok(Candidate {
+            item_id: r.get(0)?,
+            tag_type: r.get(1)?,
+            index: r.get(2)?,
+            text: r.get(3)?,
+            thumb_url: r.get(4)?,
+        })
+    })
 }
 
 /// Every media part with its item.

@@ -1,6 +1,7 @@
 //! The Terraform-style view of a changeset (`plan`, `show`) and the diff of two (`diff`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
@@ -15,25 +16,31 @@ const ADD: Style = AnsiColor::Green.on_default();
 
 /// The whole changeset as a diff: a header per item, one line per change, the closing line.
 pub fn show(cs: &Changeset) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    show_to(&mut out, cs).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the diff is UTF-8")
+}
+
+/// [`show`], written to `w` as it is rendered (a large plan is never held in memory twice).
+pub fn show_to(w: impl std::io::Write, cs: &Changeset) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
     let mut current: Option<Option<i64>> = None;
     for change in &cs.changes {
         if current != Some(change.item) {
-            current = Some(change.item);
-            if !out.is_empty() {
-                out.push('\n');
+            if current.is_some() {
+                writeln!(w)?;
             }
-            let _ = writeln!(out, "{HEADER}{}{HEADER:#}", header(cs, change.item));
+            current = Some(change.item);
+            writeln!(w, "{HEADER}{}{HEADER:#}", header(cs, change.item))?;
         }
         let (style, line) = line(change);
-        let _ = writeln!(out, "  {style}{line}{style:#}");
+        writeln!(w, "  {style}{line}{style:#}")?;
     }
-    if !out.is_empty() {
-        out.push('\n');
+    if current.is_some() {
+        writeln!(w)?;
     }
-    out.push_str(&closing(cs));
-    out.push('\n');
-    out
+    writeln!(w, "{}", closing(cs))?;
+    w.flush()
 }
 
 /// `# movie 123 "Heat" (section 1)`, or `# files outside any item`.

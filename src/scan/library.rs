@@ -215,6 +215,7 @@ pub fn plan(
     let in_use = InUse::build(input.root, &all_refs, |r: &ColumnRef| {
         r.table == "metadata_items" && switched.contains(&(r.id, r.column))
     });
+    drop(all_refs);
 
     // Stages 1–2: unreferenced files in each owner's bundle.
     let bundle_changes: Vec<Result<Vec<Change>, String>> = owners
