@@ -172,7 +172,7 @@ fn is_busy(e: &anyhow::Error) -> bool {
 }
 
 /// The current value of a write's column, `None` in the outer option when the row is gone.
-fn current(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<String>>> {
+pub fn current(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<String>>> {
     conn.query_row(
         &format!("SELECT \"{}\" FROM \"{}\" WHERE id = ?1", w.column, w.table),
         [w.id],
@@ -182,7 +182,7 @@ fn current(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<Strin
 }
 
 /// What a write would do given the column's current value.
-fn verdict(w: &Write, now: Option<Option<String>>) -> Outcome {
+pub fn verdict(w: &Write, now: Option<Option<String>>) -> Outcome {
     match now {
         Some(Some(v)) if v == w.to => Outcome::Already,
         Some(v) if v == w.from => Outcome::Applied,

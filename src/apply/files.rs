@@ -72,11 +72,7 @@ pub fn check_no_symlinked_dirs(paths: &PlexPaths, rel: &str) -> Result<(), Strin
 
 /// Carries out one deletion (a `delete_file` or `delete_dir`).
 pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
-    let outcome = match op {
-        Op::DeleteFile(f) => delete_file(paths, f, in_use),
-        Op::DeleteDir(d) => delete_dir(paths, d, in_use),
-        _ => return Outcome::Failed("not a deletion".into()),
-    };
+    let outcome = carry_out(paths, op, in_use);
     if let (
         Outcome::Deleted { .. },
         Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. }),
@@ -103,67 +99,98 @@ pub fn delete_all(
         .collect()
 }
 
-fn delete_file(paths: &PlexPaths, f: &DeleteFile, in_use: &InUse) -> Outcome {
-    if let Err(e) = check_no_symlinked_dirs(paths, &f.path) {
-        return Outcome::Failed(e);
+/// What a deletion's precondition finds on disk now.
+#[derive(Debug)]
+pub enum Found {
+    /// Nothing there any more.
+    Gone,
+    /// Not as planned (size, mtime, listing or kind changed).
+    Drifted(String),
+    /// Cannot be inspected or is behind a symlinked folder.
+    Failed(String),
+    /// As planned: these paths (the file, or every entry of the folder) go if none is referenced.
+    AsPlanned(Vec<String>),
+}
+
+/// Checks a deletion's precondition without changing anything.
+pub fn inspect(paths: &PlexPaths, op: Op<'_>) -> Found {
+    match op {
+        Op::DeleteFile(f) => inspect_file(paths, f),
+        Op::DeleteDir(d) => inspect_dir(paths, d),
+        _ => Found::Failed("not a deletion".into()),
     }
-    let abs = absolute(paths, &f.path);
-    let meta = match std::fs::symlink_metadata(&abs) {
+}
+
+fn inspect_file(paths: &PlexPaths, f: &DeleteFile) -> Found {
+    if let Err(e) = check_no_symlinked_dirs(paths, &f.path) {
+        return Found::Failed(e);
+    }
+    let meta = match std::fs::symlink_metadata(absolute(paths, &f.path)) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Already,
-        Err(e) => return Outcome::Failed(format!("{}: {e}", f.path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Gone,
+        Err(e) => return Found::Failed(format!("{}: {e}", f.path)),
     };
     if meta.is_dir() {
-        return Outcome::Drifted(format!("{} is a folder now", f.path));
+        return Found::Drifted(format!("{} is a folder now", f.path));
     }
     let size = if meta.is_file() { meta.len() } else { 0 };
     let mtime = tree::mtime(&meta);
     if size != f.size || mtime != f.mtime {
-        return Outcome::Drifted(format!(
+        return Found::Drifted(format!(
             "{} changed since planning (size {} -> {size}, mtime {} -> {mtime})",
             f.path, f.size, f.mtime
         ));
     }
-    if in_use.contains(&f.path) {
-        return Outcome::Referenced(f.path.clone());
-    }
-    // remove_file removes a symlink itself, never its target.
-    match std::fs::remove_file(&abs) {
-        Ok(()) => Outcome::Deleted { files: 1, bytes: size },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Already,
-        Err(e) => Outcome::Failed(format!("cannot delete {}: {e}", f.path)),
-    }
+    Found::AsPlanned(vec![f.path.clone()])
 }
 
-fn delete_dir(paths: &PlexPaths, d: &DeleteDir, in_use: &InUse) -> Outcome {
+fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
     if let Err(e) = check_no_symlinked_dirs(paths, &format!("{}/x", d.path)) {
-        return Outcome::Failed(e);
+        return Found::Failed(e);
     }
     let abs = absolute(paths, &d.path);
     match std::fs::symlink_metadata(&abs) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Already,
-        Err(e) => return Outcome::Failed(format!("{}: {e}", d.path)),
-        Ok(m) if !m.is_dir() => {
-            return Outcome::Drifted(format!("{} is no longer a folder", d.path))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Gone,
+        Err(e) => return Found::Failed(format!("{}: {e}", d.path)),
+        Ok(m) if !m.is_dir() => return Found::Drifted(format!("{} is no longer a folder", d.path)),
         Ok(_) => {}
     }
     let entries = match tree::walk_abs(&abs, &d.path) {
         Ok(entries) => entries,
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
+        Err(e) => return Found::Failed(format!("{e:#}")),
     };
     let listing = entries.iter().map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
     if changeset::digest(listing) != d.digest {
-        return Outcome::Drifted(format!("{}/ changed since planning", d.path));
+        return Found::Drifted(format!("{}/ changed since planning", d.path));
     }
-    if let Some(used) = entries.iter().find(|e| in_use.contains(&e.path)) {
-        return Outcome::Referenced(used.path.clone());
+    Found::AsPlanned(entries.into_iter().map(|e| e.path).collect())
+}
+
+/// Deletes what `inspect` found as planned, unless a path in it is referenced. `remove_file`
+/// removes a symlink itself and `remove_dir_all` never follows links: targets are never touched.
+fn carry_out(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
+    let inside = match inspect(paths, op) {
+        Found::Gone => return Outcome::Already,
+        Found::Drifted(why) => return Outcome::Drifted(why),
+        Found::Failed(why) => return Outcome::Failed(why),
+        Found::AsPlanned(inside) => inside,
+    };
+    if let Some(used) = inside.iter().find(|p| in_use.contains(p)) {
+        return Outcome::Referenced(used.clone());
     }
-    // remove_dir_all never follows symlinks: links inside are removed, their targets are not.
-    match std::fs::remove_dir_all(&abs) {
-        Ok(()) => Outcome::Deleted { files: d.files, bytes: d.bytes },
+    let (removed, path, files, bytes, slash) = match op {
+        Op::DeleteFile(f) => {
+            (std::fs::remove_file(absolute(paths, &f.path)), &f.path, 1, f.size, "")
+        }
+        Op::DeleteDir(d) => {
+            (std::fs::remove_dir_all(absolute(paths, &d.path)), &d.path, d.files, d.bytes, "/")
+        }
+        _ => return Outcome::Failed("not a deletion".into()),
+    };
+    match removed {
+        Ok(()) => Outcome::Deleted { files, bytes },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Already,
-        Err(e) => Outcome::Failed(format!("cannot delete {}/: {e}", d.path)),
+        Err(e) => Outcome::Failed(format!("cannot delete {path}{slash}: {e}")),
     }
 }
 

@@ -264,44 +264,15 @@ fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -
     let db = Db::open(&paths.db)?;
     let mut drifted = Vec::new();
     for w in writes {
-        let sql = format!("SELECT \"{}\" FROM \"{}\" WHERE id = ?1", w.column, w.table);
-        let now: Option<Option<String>> = rusqlite::OptionalExtension::optional(
-            db.conn().query_row(&sql, [w.id], |r| r.get::<_, Option<String>>(0)),
-        )
-        .map_err(|e| db.error(e))?;
-        if now.as_ref() != Some(&w.from)
-            && now.as_ref().map(|v| v.as_deref()) != Some(Some(w.to.as_str()))
-        {
+        let now = db::current(db.conn(), w).map_err(|e| db.error(e))?;
+        if let db::Outcome::Drifted(_) = db::verdict(w, now) {
             drifted.push(format!("{} {} {}", w.table, w.id, w.column));
         }
     }
     for op in deletions {
-        let ok = match op {
-            Op::DeleteFile(f) => match std::fs::symlink_metadata(files::absolute(paths, &f.path)) {
-                Ok(m) => {
-                    let size = if m.is_file() { m.len() } else { 0 };
-                    size == f.size && crate::scan::tree::mtime(&m) == f.mtime
-                }
-                Err(_) => true,
-            },
-            Op::DeleteDir(d) => {
-                let abs = files::absolute(paths, &d.path);
-                !abs.exists()
-                    || crate::scan::tree::walk_abs(&abs, &d.path).is_ok_and(|entries| {
-                        let listing = entries
-                            .iter()
-                            .map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
-                        crate::changeset::digest(listing) == d.digest
-                    })
-            }
-            _ => true,
-        };
-        if !ok {
-            drifted.push(match op {
-                Op::DeleteFile(f) => f.path.clone(),
-                Op::DeleteDir(d) => format!("{}/", d.path),
-                _ => String::new(),
-            });
+        match files::inspect(paths, *op) {
+            files::Found::Drifted(why) | files::Found::Failed(why) => drifted.push(why),
+            files::Found::Gone | files::Found::AsPlanned(_) => {}
         }
     }
     if !drifted.is_empty() {
