@@ -15,6 +15,7 @@ use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
+use crate::scan::cache::CachePolicy;
 use crate::spec::{Overrides, Spec};
 use crate::{apply, demo, scan};
 use crate::{render, status};
@@ -116,6 +117,12 @@ pub struct PlanArgs {
     /// Cleanup stage for every section (1–4, cumulative) [default: the SPEC's, else 1]
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub stage: Option<u8>,
+    /// Bundle cleanup step (1–3, cumulative): orphan bundles, + season/episode bundles, + unused files in live bundles
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub bundles: Option<u8>,
+    /// PhotoTranscoder cache: all, max-size=SIZE (e.g. 20GiB) or older-than=AGE (e.g. 30d)
+    #[arg(long, value_name = "POLICY")]
+    pub cache: Option<CachePolicy>,
     /// Write the changeset to FILE (YAML, or JSON with --json)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -343,9 +350,14 @@ fn run(cli: Cli) -> Result<i32> {
 fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     let spec = load_spec(args.spec.as_deref())?;
     let (paths, db) = open(global)?;
-    let flags = Overrides { sections: args.sections.clone(), stage: args.stage };
+    let flags = Overrides {
+        sections: args.sections.clone(),
+        stage: args.stage,
+        bundles: args.bundles,
+        cache: args.cache,
+    };
     let progress = spinner(global, "planning");
-    let planned = scan::plan(&paths.root, &db, &spec, &flags)?;
+    let planned = scan::plan(&paths, &db, &spec, &flags)?;
     progress.finish_and_clear();
     for warning in &planned.warnings {
         tracing::warn!("{warning}");
@@ -436,7 +448,7 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
     for round in 1..=args.max_rounds {
         let db = Db::open(&paths.db)?;
-        let planned = scan::plan(&paths.root, &db, &spec, &Overrides::default())?;
+        let planned = scan::plan(&paths, &db, &spec, &Overrides::default())?;
         drop(db);
         for warning in &planned.warnings {
             tracing::warn!("{warning}");

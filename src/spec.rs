@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::changeset::{PlanSpec, SectionStage};
 use crate::plex::model::Section;
+use crate::scan::cache::CachePolicy;
 
 /// What to clean, per section, plus bundles, cache and the image host. Secrets never appear
 /// here: hosts name the environment variables that hold them.
@@ -103,6 +104,10 @@ pub struct Overrides {
     pub sections: Vec<i64>,
     /// `--stage N`: the stage of every section.
     pub stage: Option<u8>,
+    /// `--bundles N`: the bundle cleanup step.
+    pub bundles: Option<u8>,
+    /// `--cache POLICY`: the PhotoTranscoder policy.
+    pub cache: Option<CachePolicy>,
 }
 
 impl Spec {
@@ -123,9 +128,10 @@ impl Spec {
             check_stage(*stage)?;
         }
         if let Some(step) = self.bundles {
-            if !(1..=3).contains(&step) {
-                bail!("bundles must be 1, 2 or 3, not {step}");
-            }
+            check_step(step)?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.parse::<CachePolicy>().map_err(|e| anyhow::anyhow!("cache: {e}"))?;
         }
         match &self.image_host {
             Some(ImageHost::Discord { webhook_env }) => check_env_name("webhook_env", webhook_env)?,
@@ -135,11 +141,29 @@ impl Spec {
         Ok(())
     }
 
-    /// The sections and stages to plan, with flags applied, against the DB's sections.
+    /// What to plan, with flags applied, against the DB's sections. Library stages are planned
+    /// when a stage or sections are stated, or when neither bundles nor cache is asked for.
     pub fn resolve(&self, all: &[Section], flags: &Overrides) -> Result<PlanSpec> {
         if let Some(stage) = flags.stage {
             check_stage(stage)?;
         }
+        if let Some(step) = flags.bundles {
+            check_step(step)?;
+        }
+        let bundles = flags.bundles.or(self.bundles);
+        let cache = match flags.cache {
+            Some(policy) => Some(policy),
+            None => match &self.cache {
+                Some(text) => {
+                    Some(text.parse::<CachePolicy>().map_err(|e| anyhow::anyhow!("cache: {e}"))?)
+                }
+                None => None,
+            },
+        };
+        let library = flags.stage.is_some()
+            || self.stage.is_some()
+            || !self.sections.is_empty()
+            || (bundles.is_none() && cache.is_none());
         let default_stage = flags.stage.or(self.stage).unwrap_or(1);
         let wanted: Vec<(SectionRef, u8)> = if !flags.sections.is_empty() {
             flags.sections.iter().map(|id| (SectionRef::Id(*id), default_stage)).collect()
@@ -169,13 +193,26 @@ impl Spec {
             sections.push(SectionStage { id: section.id, name: section.name.clone(), stage });
         }
         sections.sort_by_key(|s| s.id);
+        let named = !flags.sections.is_empty() || !self.sections.is_empty();
+        let bundle_sections = match bundles {
+            Some(_) if named => sections.iter().map(|s| s.id).collect(),
+            _ => Vec::new(),
+        };
         Ok(PlanSpec {
-            sections,
-            bundles: self.bundles,
-            cache: self.cache.clone(),
+            sections: if library { sections } else { Vec::new() },
+            bundles,
+            bundle_sections,
+            cache: cache.map(|c| c.to_string()),
             image_host: self.image_host.as_ref().map(|h| h.name().to_string()),
         })
     }
+}
+
+fn check_step(step: u8) -> Result<()> {
+    if !(1..=3).contains(&step) {
+        bail!("bundles must be 1, 2 or 3, not {step}");
+    }
+    Ok(())
 }
 
 fn check_stage(stage: u8) -> Result<()> {
@@ -254,7 +291,7 @@ mod tests {
     #[test]
     fn flags_override_the_spec() {
         let spec: Spec = yaml_serde::from_str("sections:\n  - section: 1\n    stage: 3\n").unwrap();
-        let flags = Overrides { sections: vec![3], stage: Some(2) };
+        let flags = Overrides { sections: vec![3], stage: Some(2), ..Default::default() };
         let plan = spec.resolve(&sections(), &flags).unwrap();
         assert_eq!(plan.sections, [SectionStage { id: 3, name: "TV Shows".into(), stage: 2 }]);
         let plan =

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::changeset::Op;
 use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::{types, Library, Section};
 use crate::plex::{ColumnCounts, ImageUrl, TriggerForm};
 use crate::scan::usage::{self, Usage};
+use crate::scan::{bundles, library, refs};
 
 /// One section with the states of its items' image columns.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +52,22 @@ pub struct Status {
     pub usage: BTreeMap<String, Usage>,
     /// The sections asked for.
     pub sections: Vec<SectionStatus>,
+    /// What each bundle cleanup step would free (steps are cumulative; each figure is the
+    /// step's own share).
+    pub bundles: Vec<StepFigure>,
+}
+
+/// What one bundle step would delete.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepFigure {
+    /// 1 orphan bundles, 2 season/episode bundles, 3 unused files in live bundles.
+    pub step: u8,
+    /// Folders and files it would delete as whole entries.
+    pub entries: u64,
+    /// Files inside them.
+    pub files: u64,
+    /// Bytes freed.
+    pub bytes: u64,
 }
 
 /// Per section, the column states of its cleanable items.
@@ -167,6 +185,7 @@ pub fn gather(
 ) -> Result<Status> {
     let lib = Library::read(db)?;
     let sections = select(sections(db, &lib), wanted)?;
+    let bundles = bundle_figures(paths, db, &lib)?;
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),
@@ -175,5 +194,33 @@ pub fn gather(
         image_columns: db.schema.metadata_items.clone(),
         usage: usage(paths, tick)?,
         sections,
+        bundles,
     })
+}
+
+/// Plans bundle step 3 (read-only) and sums each step's share.
+fn bundle_figures(paths: &PlexPaths, db: &Db, lib: &Library) -> Result<Vec<StepFigure>> {
+    let input = library::Inputs::read(&paths.root, db, lib)?;
+    let tags = &input.tags;
+    let all = refs::collect(db, lib, tags);
+    let in_use = refs::InUse::build(&paths.root, &all, |_| false);
+    let planned = bundles::plan(&input, 3, &[], &in_use, &Default::default())?;
+    let mut figures: Vec<StepFigure> =
+        (1..=3).map(|step| StepFigure { step, ..StepFigure::default() }).collect();
+    for (step, change) in planned.changes {
+        let f = &mut figures[usize::from(step) - 1];
+        f.entries += 1;
+        match change.op() {
+            Some(Op::DeleteDir(d)) => {
+                f.files += d.files;
+                f.bytes += d.bytes;
+            }
+            Some(Op::DeleteFile(x)) => {
+                f.files += 1;
+                f.bytes += x.size;
+            }
+            _ => {}
+        }
+    }
+    Ok(figures)
 }

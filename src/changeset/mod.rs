@@ -52,6 +52,9 @@ pub struct PlanSpec {
     /// Bundle cleanup step (1–3), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundles: Option<u8>,
+    /// Sections whose live bundles step 3 covers (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundle_sections: Vec<i64>,
     /// PhotoTranscoder policy (`all`, `max-size=SIZE`, `older-than=AGE`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,

@@ -51,6 +51,25 @@ pub fn status(st: &Status) -> String {
     t.styled_row(vec![("total".into(), DIM), (count(total.files), DIM), (size(total.bytes), DIM)]);
     out.push_str(&t.render(0));
 
+    if !st.bundles.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(&[
+            ("BUNDLE CLEANUP (plan --bundles N)", Align::Left),
+            ("ENTRIES", Align::Right),
+            ("FILES", Align::Right),
+            ("FREES", Align::Right),
+        ]);
+        for f in &st.bundles {
+            let what = match f.step {
+                1 => "1: orphan bundles",
+                2 => "2: + season/episode bundles",
+                _ => "3: + unused files in live bundles",
+            };
+            t.row(vec![what.to_string(), count(f.entries), count(f.files), size(f.bytes)]);
+        }
+        out.push_str(&t.render(0));
+    }
+
     for s in &st.sections {
         out.push('\n');
         let _ = writeln!(

@@ -32,6 +32,10 @@ pub struct LibraryPlan {
     pub kept_local: u64,
     /// Things worth telling the user (skipped bundles, unreadable XML).
     pub warnings: Vec<String>,
+    /// What stays referenced once the planned switches are made.
+    pub in_use: InUse,
+    /// The bundle owners whose bundles were walked.
+    pub owners: HashSet<i64>,
 }
 
 /// Everything read from the DB, once.
@@ -220,12 +224,9 @@ pub fn plan(
     // Stages 1–2: unreferenced files in each owner's bundle.
     let bundle_changes: Vec<Result<Vec<Change>, String>> = owners
         .par_iter()
-        .map(|owner| {
-            let Some(bundle) = lib.bundle_of(owner) else { return Ok(vec![]) };
-            let entries =
-                tree::walk(input.root, &bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
-            let doomed = |e: &Entry| !is_xml(&e.path) && !in_use.contains(&e.path);
-            Ok(tree::changes(&bundle, &entries, doomed, 2, Some(owner.id)))
+        .map(|owner| match lib.bundle_of(owner) {
+            Some(bundle) => unused_in_bundle(input.root, &bundle, owner.id, &in_use, false),
+            None => Ok(vec![]),
         })
         .collect();
     for result in bundle_changes {
@@ -265,19 +266,52 @@ pub fn plan(
         .collect();
     out.changes.extend(media_changes);
 
-    // Context for every item a change mentions.
-    let section_of: HashMap<i64, i64> = lib.sections.iter().map(|s| (s.id, s.id)).collect();
-    for change in &out.changes {
+    add_item_info(lib, &out.changes, &mut out.items);
+    out.owners = owners.iter().map(|o| o.id).collect();
+    out.in_use = in_use;
+    Ok(out)
+}
+
+/// Files in `bundle` (relative to `root`) that nothing in `in_use` references, XML excepted, as
+/// changes of `owner`; with `empty_dirs`, also the folders inside that hold no file at all.
+pub fn unused_in_bundle(
+    root: &Path,
+    bundle: &str,
+    owner: i64,
+    in_use: &InUse,
+    empty_dirs: bool,
+) -> Result<Vec<Change>, String> {
+    let entries = tree::walk(root, bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+    let doomed = |e: &Entry| !is_xml(&e.path) && !in_use.contains(&e.path);
+    let mut changes = tree::changes(bundle, &entries, doomed, 2, Some(owner));
+    if empty_dirs {
+        let gone: Vec<String> = changes
+            .iter()
+            .filter_map(|c| c.delete_dir.as_ref().map(|d| format!("{}/", d.path)))
+            .collect();
+        let empty =
+            tree::empty_dirs(root, bundle, 2).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+        for dir in empty {
+            if !gone.iter().any(|g| dir.starts_with(g.as_str())) {
+                changes.push(tree::empty_dir_change(dir, Some(owner)));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Adds the context of every item `changes` mention to `items`.
+pub fn add_item_info(lib: &Library, changes: &[Change], items: &mut BTreeMap<i64, ItemInfo>) {
+    for change in changes {
         let Some(id) = change.item else { continue };
         if let Some(item) = lib.item(id) {
-            out.items.entry(id).or_insert_with(|| ItemInfo {
+            items.entry(id).or_insert_with(|| ItemInfo {
                 kind: types::name(item.metadata_type).to_string(),
                 title: display_title(lib, item),
-                section: item.section_id.and_then(|s| section_of.get(&s).copied()),
+                section: item.section_id,
             });
         }
     }
-    Ok(out)
 }
 
 /// `Show – S01E02 – Title` for episodes, `Show – Season 1` for seasons, else the title.

@@ -1,16 +1,17 @@
 //! Read-only planners and walkers over the Plex data folder.
 
+pub mod bundles;
+pub mod cache;
 pub mod library;
 pub mod refs;
 pub mod tree;
 pub mod usage;
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use crate::changeset::Changeset;
 use crate::plex::db::Db;
+use crate::plex::locate::PlexPaths;
 use crate::plex::model::Library;
 use crate::spec::{Overrides, Spec};
 
@@ -25,7 +26,8 @@ pub struct Planned {
 
 /// Plans everything `spec` (with `flags` applied) asks for, reading the DB once and walking
 /// each bundle once.
-pub fn plan(root: &Path, db: &Db, spec: &Spec, flags: &Overrides) -> Result<Planned> {
+pub fn plan(paths: &PlexPaths, db: &Db, spec: &Spec, flags: &Overrides) -> Result<Planned> {
+    let root = paths.root.as_path();
     let lib = Library::read(db)?;
     let plan_spec = spec.resolve(&lib.sections, flags)?;
     let host = plan_spec.image_host.clone();
@@ -37,7 +39,24 @@ pub fn plan(root: &Path, db: &Db, spec: &Spec, flags: &Overrides) -> Result<Plan
         );
     }
     let input = library::Inputs::read(root, db, &lib)?;
-    let planned = library::plan(&input, &plan_spec.sections, host.as_deref())?;
+    let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref())?;
+    if let Some(step) = plan_spec.bundles {
+        let b = bundles::plan(
+            &input,
+            step,
+            &plan_spec.bundle_sections,
+            &planned.in_use,
+            &planned.owners,
+        )?;
+        planned.warnings.extend(b.warnings);
+        let changes: Vec<_> = b.changes.into_iter().map(|(_, c)| c).collect();
+        library::add_item_info(&lib, &changes, &mut planned.items);
+        planned.changes.extend(changes);
+    }
+    if let Some(policy) = &plan_spec.cache {
+        let policy: cache::CachePolicy = policy.parse().map_err(anyhow::Error::msg)?;
+        planned.changes.extend(cache::plan(&paths.photo_transcoder, policy)?);
+    }
     warnings.extend(planned.warnings);
     let changeset = Changeset::new(
         &root.to_string_lossy(),

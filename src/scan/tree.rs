@@ -117,6 +117,50 @@ pub fn changes(
     out
 }
 
+/// The folders under `rel` (relative to `root`), at least `min_depth` levels below it, that
+/// hold no file at all, shallowest only (a wholly empty subtree is one entry).
+pub fn empty_dirs(root: &Path, rel: &str, min_depth: usize) -> Result<Vec<String>> {
+    let base = root.join(rel);
+    if !base.is_dir() || base.is_symlink() {
+        return Ok(Vec::new());
+    }
+    // Folders that hold a file somewhere below them.
+    let mut full = std::collections::HashSet::new();
+    let mut dirs = Vec::new();
+    for entry in WalkDir::new(&base).follow_links(false).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read {}", base.display()))?;
+        let sub = entry.path().strip_prefix(&base).expect("walkdir stays under its root");
+        let sub = sub.to_string_lossy().replace('\\', "/");
+        if entry.file_type().is_dir() {
+            if entry.depth() >= min_depth {
+                dirs.push(sub);
+            }
+        } else {
+            let mut dir = sub.as_str();
+            while let Some((parent, _)) = dir.rsplit_once('/') {
+                full.insert(parent.to_string());
+                dir = parent;
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for dir in dirs {
+        let inside_empty = out.last().is_some_and(|e: &String| dir.starts_with(&format!("{e}/")));
+        if !full.contains(&dir) && !inside_empty {
+            out.push(dir);
+        }
+    }
+    Ok(out.into_iter().map(|d| format!("{rel}/{d}")).collect())
+}
+
+/// A `delete_dir` of a folder that holds no file.
+pub fn empty_dir_change(path: String, item: Option<i64>) -> Change {
+    Change::delete_dir(
+        item,
+        DeleteDir { path, files: 0, bytes: 0, digest: changeset::digest(std::iter::empty()) },
+    )
+}
+
 /// The folders containing `path` that are at least `min_depth` levels below `base`, shallowest
 /// first.
 fn ancestors<'a>(base: &str, path: &'a str, min_depth: usize) -> Vec<&'a str> {

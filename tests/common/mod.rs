@@ -8,6 +8,12 @@ use std::time::UNIX_EPOCH;
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// One entry of a [`snapshot`]: kind (`d`, `f`, `l`), size, mtime in ns, link target.
+pub type Entry = (char, u64, u128, Option<PathBuf>);
+
+/// A tree's entries by relative path.
+pub type Snapshot = BTreeMap<String, Entry>;
+
 /// `tidyplex` with a clean environment (no colour, no plex dir from the caller's shell).
 pub fn tidyplex() -> Command {
     let mut cmd = Command::cargo_bin("tidyplex").unwrap();
@@ -55,7 +61,7 @@ pub fn json(dir: &Path, args: &[&str]) -> Value {
 
 /// Everything under `root`: relative path → (kind, size, mtime, link target), for proving
 /// a command changed nothing. SQLite's `-wal`/`-shm` companions are left out.
-pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u64, u128, Option<PathBuf>)> {
+pub fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).follow_links(false) {
         let entry = entry.unwrap();
@@ -80,10 +86,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u64, u128, Option<PathBu
 
 /// Asserts two snapshots are equal, naming only the entries that differ. The DB folder's own
 /// mtime may change: a read-only open of a WAL database creates and removes `-wal`/`-shm`.
-pub fn assert_unchanged(
-    before: &BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
-    after: &BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
-) {
+pub fn assert_unchanged(before: &Snapshot, after: &Snapshot) {
     let mut diffs = Vec::new();
     for key in before.keys().chain(after.keys().filter(|k| !before.contains_key(*k))) {
         let (a, b) = (before.get(key), after.get(key));
@@ -99,9 +102,7 @@ pub fn assert_unchanged(
 }
 
 /// A snapshot without tidyplex's own state folder (lock, journal) and its parent's mtime.
-pub fn without_state(
-    mut snap: BTreeMap<String, (char, u64, u128, Option<PathBuf>)>,
-) -> BTreeMap<String, (char, u64, u128, Option<PathBuf>)> {
+pub fn without_state(mut snap: Snapshot) -> Snapshot {
     snap.retain(|k, _| !k.starts_with("Plug-in Support/tidyplex"));
     if let Some(e) = snap.get_mut("Plug-in Support") {
         e.2 = 0;
