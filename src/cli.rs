@@ -24,8 +24,10 @@ use crate::{render, status};
 #[derive(Debug, Parser)]
 #[command(name = "tidyplex", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// Options every command understands.
     #[command(flatten)]
     pub global: Global,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -159,6 +161,7 @@ pub struct ApplyArgs {
     /// Apply without asking
     #[arg(short, long)]
     pub yes: bool,
+    /// How to apply.
     #[command(flatten)]
     pub opts: ApplyOpts,
     /// Print the result as JSON
@@ -174,6 +177,7 @@ pub struct RunArgs {
     /// Give up after this many plan/apply rounds
     #[arg(long, default_value_t = 5)]
     pub max_rounds: u32,
+    /// How to apply.
     #[command(flatten)]
     pub opts: ApplyOpts,
 }

@@ -4,6 +4,8 @@
 //! [`status`] → [`render`]; [`fixture`] builds synthetic Plex folders for tests, demos and
 //! benchmarks.
 
+#![warn(missing_docs)]
+
 pub mod apply;
 pub mod changeset;
 pub mod cli;

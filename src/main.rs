@@ -1,3 +1,5 @@
+//! The `tidyplex` binary: see [`tidyplex::cli`].
+
 fn main() {
     std::process::exit(tidyplex::cli::main());
 }

@@ -14,7 +14,12 @@ use crate::scan::tree;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Deleted: this many files, this many bytes.
-    Deleted { files: u64, bytes: u64 },
+    Deleted {
+        /// Files removed.
+        files: u64,
+        /// Bytes freed.
+        bytes: u64,
+    },
     /// Already gone.
     Already,
     /// Changed since planning (size, mtime or listing); left alone.

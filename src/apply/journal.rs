@@ -10,12 +10,27 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// Apply began with this many changes.
-    Started { at: String, changeset: String, changes: usize },
-    /// The DB writes committed (this many applied).
-    DbDone { at: String, applied: u64 },
+    /// Apply began.
+    Started {
+        /// When (RFC 3339).
+        at: String,
+        /// Where the changeset came from.
+        changeset: String,
+        /// How many changes it holds.
+        changes: usize,
+    },
+    /// The DB writes committed.
+    DbDone {
+        /// When (RFC 3339).
+        at: String,
+        /// How many writes were applied.
+        applied: u64,
+    },
     /// Apply ended.
-    Finished { at: String },
+    Finished {
+        /// When (RFC 3339).
+        at: String,
+    },
 }
 
 /// The journal file of the current apply.

@@ -207,9 +207,13 @@ pub struct Upload {
 /// The one operation of a [`Change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
+    /// Write a URL column.
     SetUrl(&'a SetUrl),
+    /// Delete a file.
     DeleteFile(&'a DeleteFile),
+    /// Delete a folder.
     DeleteDir(&'a DeleteDir),
+    /// Upload and point a column at it.
     Upload(&'a Upload),
 }
 

@@ -20,7 +20,12 @@ pub enum ChangesetError {
     Unknown(String),
     /// A field with a value that is not allowed.
     #[error("change {index}: {reason}")]
-    Invalid { index: usize, reason: String },
+    Invalid {
+        /// 1-based position in `changes`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]

@@ -5,11 +5,17 @@ use std::fmt;
 /// The `Metadata/<Kind>` folder an item's bundle lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    /// `Movies` (metadata_type 1).
     Movies,
+    /// `TV Shows` (shows, and the rows of their seasons and episodes).
     TvShows,
+    /// `Artists` (8).
     Artists,
+    /// `Albums` (9).
     Albums,
+    /// `Collections` (18).
     Collections,
+    /// `Playlists` (15).
     Playlists,
 }
 

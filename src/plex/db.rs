@@ -39,13 +39,23 @@ const REQUIRED: &[(&str, &[&str])] = &[
 pub enum DbError {
     /// SQLite could not open or read it.
     #[error("cannot read the Plex database {path}: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
+    Unreadable {
+        /// The DB.
+        path: PathBuf,
+        /// SQLite's reason, with advice.
+        reason: String,
+    },
     /// It is SQLite, but not Plex's library.
     #[error(
         "{path} is not a Plex library database this tidyplex understands: {missing}; \
          point --db at com.plexapp.plugins.library.db"
     )]
-    Schema { path: PathBuf, missing: String },
+    Schema {
+        /// The DB.
+        path: PathBuf,
+        /// The tables and columns it lacks.
+        missing: String,
+    },
 }
 
 /// The image columns this DB has, per table.

@@ -26,7 +26,12 @@ pub enum LocateError {
         "{root} is not a Plex data folder: there is no {db}; name the folder that holds \
          `Plug-in Support`, `Metadata` and `Media` with --plex-dir, or the DB with --db"
     )]
-    NotPlex { root: PathBuf, db: String },
+    NotPlex {
+        /// The folder named.
+        root: PathBuf,
+        /// Where the DB should be, relative to it.
+        db: String,
+    },
     /// `--db` names nothing.
     #[error("the database {0} does not exist; check --db")]
     MissingDb(PathBuf),

@@ -12,14 +12,23 @@ use super::ImageUrl;
 
 /// `metadata_type` values tidyplex cares about.
 pub mod types {
+    /// A movie.
     pub const MOVIE: i64 = 1;
+    /// A TV show.
     pub const SHOW: i64 = 2;
+    /// A season (parent: the show).
     pub const SEASON: i64 = 3;
+    /// An episode (parent: the season).
     pub const EPISODE: i64 = 4;
+    /// A music artist.
     pub const ARTIST: i64 = 8;
+    /// An album (parent: the artist).
     pub const ALBUM: i64 = 9;
+    /// A track (parent: the album).
     pub const TRACK: i64 = 10;
+    /// A playlist.
     pub const PLAYLIST: i64 = 15;
+    /// A collection.
     pub const COLLECTION: i64 = 18;
 
     /// Types whose image columns count towards "done" (design.md §1).

@@ -47,7 +47,9 @@ pub fn count(n: u64) -> String {
 /// Column alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
+    /// Padded on the right.
     Left,
+    /// Padded on the left (numbers).
     Right,
 }
 
