@@ -323,3 +323,14 @@ fn stage_4_plans_uploads_of_frame_grabs_only_with_a_host() {
     let (three, _) = plan(tmp.path(), &dir, "p3.yaml", &["--stage", "3"]);
     assert_eq!(without.changes, three.changes);
 }
+
+/// The rendered plan of one legacy and one new-agent section, pinned (the fixture is
+/// deterministic for a seed). Review changes with `cargo insta review`.
+#[test]
+fn the_rendered_plan_reads_like_terraform() {
+    let (_tmp, dir, _) = fixture(&[]);
+    let shown = run(&dir, &["plan", "--stage", "2", "--section", "1"], 0);
+    insta::assert_snapshot!("plan_stage_2_section_1", shown);
+    let shown = run(&dir, &["plan", "--stage", "3", "--section", "4"], 0);
+    insta::assert_snapshot!("plan_stage_3_section_4", shown);
+}
