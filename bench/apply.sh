@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `tidyplex apply` against plain deletion of the same files, in the same run.
 #
-#   bash bench/apply.sh [WORKDIR]
+#   [TRIGGERS=broad] bash bench/apply.sh [WORKDIR]
 #
 # Builds two identical large fixtures (same seed) in WORKDIR (default /tmp/tidyplex-bench-apply,
 # removed afterwards), plans stage 3 on the first, applies it there, and deletes exactly the same
@@ -17,8 +17,8 @@ trap 'rm -rf "$work"' EXIT
 cargo build --release --quiet
 bin=$PWD/target/release/tidyplex
 echo "building two large fixtures …" >&2
-"$bin" fixture "$work/a" --scale large >/dev/null
-"$bin" fixture "$work/b" --scale large >/dev/null
+"$bin" fixture "$work/a" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
+"$bin" fixture "$work/b" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
 
 "$bin" -q --plex-dir "$work/a" plan --stage 3 --json -o "$work/plan.json" >/dev/null
 python3 - "$work/plan.json" "$work/b" > "$work/paths" <<'PY'
