@@ -117,30 +117,84 @@ fn check_plan(dir: &Path, cs: &Changeset) {
 
 /// The provider URL `to` is what taggings or the XML at the value's level say for `from`.
 fn justified(dir: &Path, conn: &Connection, id: i64, from: &str, to: &str) -> bool {
-    let tagged: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM taggings WHERE metadata_item_id = ?1 AND thumb_url = ?2 AND text = ?3",
-            (id, from, to),
-            |r| r.get(0),
-        )
-        .unwrap();
-    if tagged > 0 {
-        return true;
-    }
     let db = Db::open(&db_path(dir)).unwrap();
     let lib = Library::read(&db).unwrap();
-    let bundle = lib.bundle_of(lib.item(id).unwrap()).unwrap();
-    let rest = from.strip_prefix("metadata://").unwrap();
+    expected_url(dir, conn, &lib, id, from).as_deref() == Some(to)
+}
+
+/// The provider URL known for item `id`'s column value `from`: the http(s) `text` of the
+/// tagging whose `thumb_url` is `from`, else the `url` the `Info.xml` at the value's level lists
+/// for its file, read straight from the fixture's files.
+fn expected_url(
+    dir: &Path,
+    conn: &Connection,
+    lib: &Library,
+    id: i64,
+    from: &str,
+) -> Option<String> {
+    let tagged: Option<String> = conn
+        .query_row(
+            "SELECT text FROM taggings WHERE metadata_item_id = ?1 AND thumb_url = ?2 AND text LIKE 'http%'",
+            (id, from),
+            |r| r.get(0),
+        )
+        .ok();
+    if tagged.is_some() {
+        return tagged;
+    }
+    let bundle = lib.bundle_of(lib.item(id)?)?;
+    let rest = from.strip_prefix("metadata://")?;
     let parts: Vec<&str> = rest.split('/').collect();
     let (xml, list) = match parts.as_slice() {
         [list, _] => ("Info.xml".to_string(), *list),
         ["seasons", n, list, _] => (format!("seasons/{n}.xml"), *list),
         ["seasons", n, "episodes", m, list, _] => (format!("seasons/{n}/episodes/{m}.xml"), *list),
-        _ => return false,
+        _ => return None,
     };
-    let bytes = std::fs::read(dir.join(&bundle).join("Contents/_combined").join(xml)).unwrap();
-    let info = InfoXml::parse(&bytes).unwrap();
-    info.find(list, parts.last().unwrap()).is_some_and(|i| i.url == to)
+    let bytes = std::fs::read(dir.join(&bundle).join("Contents/_combined").join(xml)).ok()?;
+    let info = InfoXml::parse(&bytes).ok()?;
+    let url = &info.find(list, parts.last()?)?.url;
+    url.starts_with("http").then(|| url.clone())
+}
+
+#[test]
+fn set_url_targets_are_exactly_the_known_provider_urls() {
+    for extra in [&["--triggers", "scoped"][..], &["--triggers", "broad"], &["--windows"]] {
+        let (tmp, dir, _) = fixture(extra);
+        let (cs, _) = plan(tmp.path(), &dir, "p.yaml", &["--stage", "2"]);
+        let planned: std::collections::HashMap<(i64, String), String> = cs
+            .changes
+            .iter()
+            .filter_map(|c| c.set_url.as_ref().map(|s| ((s.id, s.column.clone()), s.to.clone())))
+            .collect();
+        let db = Db::open(&db_path(&dir)).unwrap();
+        let lib = Library::read(&db).unwrap();
+        let conn = ro(&dir);
+        let cleanable: Vec<i64> =
+            lib.sections.iter().filter(|s| s.is_cleanable()).map(|s| s.id).collect();
+        let mut checked = 0;
+        for item in
+            lib.items.iter().filter(|i| i.section_id.is_some_and(|s| cleanable.contains(&s)))
+        {
+            for (col, value) in db.schema.metadata_items.iter().zip(&item.images) {
+                let Some(value) = value
+                    .as_deref()
+                    .filter(|v| v.starts_with("metadata://") || v.starts_with("upload://"))
+                else {
+                    continue;
+                };
+                checked += 1;
+                let expected = expected_url(&dir, &conn, &lib, item.id, value);
+                assert_eq!(
+                    planned.get(&(item.id, col.to_string())),
+                    expected.as_ref(),
+                    "item {} {col} = {value} {extra:?}",
+                    item.id
+                );
+            }
+        }
+        assert!(checked > 50 && planned.len() > 30, "{checked} {}", planned.len());
+    }
 }
 
 fn check_all_stages(extra: &[&str]) {
