@@ -42,7 +42,7 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
     write!(out, "{}", render::status::status(&st))?;
 
     step(out, "Plan stage 3 for every section (tidyplex plan --stage 3 -o plan.yaml)")?;
-    let flags = Overrides { sections: vec![], stage: Some(3) };
+    let flags = Overrides { sections: vec![], stage: Some(3), ..Overrides::default() };
     let planned = scan::plan(&paths.root, &db, &Spec::default(), &flags)?;
     drop(db);
     let cs = planned.changeset;

@@ -29,6 +29,29 @@ pub struct Spec {
     /// Where stage 4 uploads frame grabs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_host: Option<ImageHost>,
+    /// What to ask of the Plex server itself (needs a Plex token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plex: Option<PlexSpec>,
+}
+
+/// Calls to the Plex server: repairs planned with the changes, and Plex's own maintenance,
+/// which `run` starts after an apply, always in Plex's recommended order (empty trash → clean
+/// bundles → optimize) and waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlexSpec {
+    /// Plan refresh/analyze calls for items whose images are missing or broken (`--repair`).
+    #[serde(default)]
+    pub repair: bool,
+    /// Empty the trash of the cleaned sections.
+    #[serde(default)]
+    pub empty_trash: bool,
+    /// Let Plex delete the bundles of items no longer in the library.
+    #[serde(default)]
+    pub clean_bundles: bool,
+    /// Let Plex optimize its database.
+    #[serde(default)]
+    pub optimize: bool,
 }
 
 /// One section, by id or name, and its stage.
@@ -103,6 +126,8 @@ pub struct Overrides {
     pub sections: Vec<i64>,
     /// `--stage N`: the stage of every section.
     pub stage: Option<u8>,
+    /// `--repair`: plan Plex refresh/analyze calls.
+    pub repair: bool,
 }
 
 impl Spec {
@@ -174,6 +199,7 @@ impl Spec {
             bundles: self.bundles,
             cache: self.cache.clone(),
             image_host: self.image_host.as_ref().map(|h| h.name().to_string()),
+            repair: flags.repair || self.plex.as_ref().is_some_and(|p| p.repair),
         })
     }
 }
@@ -254,7 +280,7 @@ mod tests {
     #[test]
     fn flags_override_the_spec() {
         let spec: Spec = yaml_serde::from_str("sections:\n  - section: 1\n    stage: 3\n").unwrap();
-        let flags = Overrides { sections: vec![3], stage: Some(2) };
+        let flags = Overrides { sections: vec![3], stage: Some(2), ..Default::default() };
         let plan = spec.resolve(&sections(), &flags).unwrap();
         assert_eq!(plan.sections, [SectionStage { id: 3, name: "TV Shows".into(), stage: 2 }]);
         let plan =

@@ -11,6 +11,8 @@ use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::{types, Library, Section};
 use crate::plex::{ColumnCounts, ImageUrl, TriggerForm};
+use crate::scan::attention::{self, Attention};
+use crate::scan::library::Inputs;
 use crate::scan::usage::{self, Usage};
 
 /// One section with the states of its items' image columns.
@@ -50,6 +52,8 @@ pub struct Status {
     pub usage: BTreeMap<String, Usage>,
     /// The sections asked for.
     pub sections: Vec<SectionStatus>,
+    /// Items of those sections whose images only Plex can bring back (refresh/analyze).
+    pub attention: Vec<Attention>,
 }
 
 /// Per section, the column states of its cleanable items.
@@ -167,6 +171,8 @@ pub fn gather(
 ) -> Result<Status> {
     let lib = Library::read(db)?;
     let sections = select(sections(db, &lib), wanted)?;
+    let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
+    let attention = attention::find(&Inputs::read(&paths.root, db, &lib)?, &ids);
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),
@@ -175,5 +181,6 @@ pub fn gather(
         image_columns: db.schema.metadata_items.clone(),
         usage: usage(paths, tick)?,
         sections,
+        attention,
     })
 }
