@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 
 use crate::changeset::Changeset;
 use crate::fixture;
+use crate::plex::api::{self, Maintenance};
 use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
@@ -44,6 +45,18 @@ pub struct Global {
     /// Plex's own SQLite build, for writing DBs whose FTS triggers fire on every column
     #[arg(long, global = true, value_name = "FILE")]
     pub plex_sqlite: Option<PathBuf>,
+    /// The Plex server's address (its token comes from TIDYPLEX_PLEX_TOKEN or Preferences.xml)
+    #[arg(long, global = true, env = "TIDYPLEX_PLEX_URL", default_value = api::DEFAULT_URL, value_name = "URL")]
+    pub plex_url: String,
+    /// Seconds to wait for Plex to answer a call
+    #[arg(
+        long,
+        global = true,
+        env = "TIDYPLEX_PLEX_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
+    pub plex_timeout: f64,
     /// When to use colours
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -83,6 +96,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Plan and apply a SPEC in rounds until nothing is left (for cron or a systemd timer)
     Run(RunArgs),
+    /// Run Plex's own maintenance and wait for it (order: empty-trash, clean-bundles, optimize)
+    Plex(PlexArgs),
     /// Build a sample library and walk plan → show → apply → plan on it
     Demo(DemoArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
@@ -134,6 +149,23 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also ask Plex to refresh or analyze the items whose images only Plex can bring back
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `tidyplex plex`.
+#[derive(Debug, Args)]
+pub struct PlexArgs {
+    /// What to run; several run in Plex's recommended order whatever order they are given in
+    #[arg(required = true, value_enum)]
+    pub actions: Vec<Maintenance>,
+    /// empty-trash: only this section (repeat for more) [default: every section]
+    #[arg(long = "section", value_name = "ID")]
+    pub sections: Vec<i64>,
+    /// Seconds to wait for each operation to finish
+    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
+    pub wait: f64,
 }
 
 /// Options shared by `apply` and `run`.
@@ -151,6 +183,9 @@ pub struct ApplyOpts {
     /// Where to keep DB backups [default: tidyplex-backups beside the Databases folder]
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
+    /// Change nothing (exit 3) while Plex plays something or scans; for nightly timers
+    #[arg(long)]
+    pub when_idle: bool,
 }
 
 /// `tidyplex apply`.
@@ -313,6 +348,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan(global, args),
         Command::Apply(args) => apply_cmd(global, args),
         Command::Run(args) => run_cmd(global, args),
+        Command::Plex(args) => plex_cmd(global, args),
         Command::Demo(args) => demo::run(args.dir.as_deref(), &mut anstream::stdout()),
         Command::Show(args) => {
             let cs = read_changeset(&args.file)?;
@@ -359,6 +395,7 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
         stage: args.stage,
         bundles: args.bundles,
         cache: args.cache,
+        repair: args.repair,
     };
     let progress = spinner(global, "planning");
     let planned = scan::plan(&paths, &db, &spec, &flags)?;
@@ -388,15 +425,81 @@ fn load_spec(path: Option<&Path>) -> Result<Spec> {
     }
 }
 
-fn apply_options(global: &Global, args: &ApplyOpts) -> apply::Options {
-    apply::Options {
+fn apply_options(global: &Global, args: &ApplyOpts, root: &Path) -> Result<apply::Options> {
+    Ok(apply::Options {
         batch: args.batch as usize,
         strict: args.strict,
         lock_wait: Duration::from_secs_f64(args.lock_wait),
         plex_sqlite: global.plex_sqlite.clone(),
         backup_dir: args.backup_dir.clone(),
+        plex: plex_client(global, Some(root))?,
+        when_idle: args.when_idle,
         ..apply::Options::default()
+    })
+}
+
+/// The Plex server, when a token is known (`TIDYPLEX_PLEX_TOKEN`, else `Preferences.xml` in
+/// `root`).
+fn plex_client(global: &Global, root: Option<&Path>) -> Result<Option<api::Client>> {
+    let Some((token, source)) = api::find_token(root) else { return Ok(None) };
+    let timeout = Duration::try_from_secs_f64(global.plex_timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("--plex-timeout must be a positive number of seconds"))?;
+    let client =
+        api::Client::new(&global.plex_url, token, source, timeout).map_err(anyhow::Error::msg)?;
+    tracing::info!(plex_url = client.url(), token = ?source, "talking to Plex");
+    Ok(Some(client))
+}
+
+/// `tidyplex plex …`: Plex's own maintenance, in its recommended order, each waited for.
+fn plex_cmd(global: &Global, args: PlexArgs) -> Result<i32> {
+    let mut actions = args.actions.clone();
+    actions.sort();
+    actions.dedup();
+    if !args.sections.is_empty() && !actions.contains(&Maintenance::EmptyTrash) {
+        anyhow::bail!(
+            "--section applies to empty-trash; clean-bundles and optimize are server-wide"
+        );
     }
+    let root = match &global.plex_dir {
+        Some(dir) => Some(dir.clone()),
+        None if std::env::var_os(api::TOKEN_ENV).is_some() => None,
+        None => locate::locate(None, global.db.as_deref()).ok().map(|p| p.root),
+    };
+    let Some(client) = plex_client(global, root.as_deref())? else {
+        anyhow::bail!("{}", apply::plex::NO_TOKEN);
+    };
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .map_err(|_| anyhow::anyhow!("--wait must be a positive number of seconds"))?;
+    maintain(&client, &actions, &args.sections, wait)?;
+    Ok(0)
+}
+
+/// Runs `actions` (sorted) on `client`, printing each as it finishes.
+fn maintain(
+    client: &api::Client,
+    actions: &[Maintenance],
+    sections: &[i64],
+    wait: Duration,
+) -> Result<()> {
+    for &op in actions {
+        let started = Instant::now();
+        let sections = match op {
+            Maintenance::EmptyTrash if sections.is_empty() => client.section_ids()?,
+            _ => sections.to_vec(),
+        };
+        client.maintain(op, &sections, wait)?;
+        let scope = match op {
+            Maintenance::EmptyTrash => {
+                let ids: Vec<String> = sections.iter().map(i64::to_string).collect();
+                format!(" (sections {})", ids.join(", "))
+            }
+            _ => String::new(),
+        };
+        print(&format!("Plex {}{scope}: done in {:.1?}\n", op.name(), started.elapsed()))?;
+    }
+    Ok(())
 }
 
 fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
@@ -410,14 +513,10 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
     if !args.yes {
         confirm(&cs, &paths)?;
     }
+    let opts = apply_options(global, &args.opts, &paths.root)?;
     let bar = progress_bar(global, cs.changes.len() as u64, "applying");
-    let report = apply::apply(
-        &paths,
-        &cs,
-        &args.file.display().to_string(),
-        &apply_options(global, &args.opts),
-        &|| bar.inc(1),
-    )?;
+    let report =
+        apply::apply(&paths, &cs, &args.file.display().to_string(), &opts, &|| bar.inc(1))?;
     bar.finish_and_clear();
     if args.json {
         print_json(&report)?;
@@ -448,8 +547,14 @@ fn confirm(cs: &Changeset, paths: &PlexPaths) -> Result<()> {
 }
 
 fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
+    use crate::changeset::PlexAction;
     let spec = Spec::load(&args.spec)?;
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    let opts = apply_options(global, &args.opts, &paths.root)?;
+    // Plex calls go out once per run: Plex needs time to act on them, and planning them again
+    // in the next round would not make it faster.
+    let mut called: std::collections::HashSet<(PlexAction, i64)> = Default::default();
+    let (mut applied, mut calls_incomplete) = (false, false);
     for round in 1..=args.max_rounds {
         let db = Db::open(&paths.db)?;
         let planned = scan::plan(&paths, &db, &spec, &Overrides::default())?;
@@ -457,25 +562,35 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
         for warning in &planned.warnings {
             tracing::warn!("{warning}");
         }
-        let cs = planned.changeset;
+        let mut cs = planned.changeset;
+        let again = |c: &crate::changeset::Change| {
+            c.plex_call.as_ref().is_some_and(|p| called.contains(&(p.action, p.id)))
+        };
+        if cs.changes.iter().any(again) {
+            let changes = cs.changes.into_iter().filter(|c| !again(c)).collect();
+            cs = Changeset::new(&cs.plex_dir, cs.spec, cs.items, changes, cs.summary.kept_local);
+        }
         if cs.is_empty() {
             print(&format!("Round {round}: no changes. The library is clean.\n"))?;
-            return Ok(0);
+            let code = if applied { run_maintenance(&spec, &cs, &opts)? } else { 0 };
+            return Ok(code.max(if calls_incomplete { 3 } else { 0 }));
         }
         print(&format!(
             "Round {round}: {}\n",
             render::plan::closing(&cs).lines().next().unwrap_or_default()
         ))?;
         let bar = progress_bar(global, cs.changes.len() as u64, "applying");
-        let report = apply::apply(
-            &paths,
-            &cs,
-            &format!("run round {round}"),
-            &apply_options(global, &args.opts),
-            &|| bar.inc(1),
-        )?;
+        let report =
+            apply::apply(&paths, &cs, &format!("run round {round}"), &opts, &|| bar.inc(1))?;
         bar.finish_and_clear();
         print(&render::apply::report(&report))?;
+        if report.idle_deferred {
+            return Ok(3);
+        }
+        let calls: Vec<_> = cs.changes.iter().filter_map(|c| c.plex_call.as_deref()).collect();
+        called.extend(calls.iter().map(|p| (p.action, p.id)));
+        calls_incomplete |= !calls.is_empty() && report.exit_code() != 0;
+        applied |= report.applied > 0;
         if report.exit_code() == 1 {
             return Ok(1);
         }
@@ -485,6 +600,36 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
         args.max_rounds
     ))?;
     Ok(3)
+}
+
+/// The SPEC's Plex maintenance after a `run` that applied something: 0 done (or none asked),
+/// 3 deferred (no token, Plex away or slow), 1 failed.
+fn run_maintenance(spec: &Spec, cs: &Changeset, opts: &apply::Options) -> Result<i32> {
+    let Some(p) = &spec.plex else { return Ok(0) };
+    let actions: Vec<Maintenance> = [
+        (p.empty_trash, Maintenance::EmptyTrash),
+        (p.clean_bundles, Maintenance::CleanBundles),
+        (p.optimize, Maintenance::Optimize),
+    ]
+    .into_iter()
+    .filter_map(|(on, op)| on.then_some(op))
+    .collect();
+    if actions.is_empty() {
+        return Ok(0);
+    }
+    let Some(client) = &opts.plex else {
+        print(&format!("Plex maintenance deferred: {}.\n", apply::plex::NO_TOKEN))?;
+        return Ok(3);
+    };
+    let sections: Vec<i64> = cs.spec.sections.iter().map(|s| s.id).collect();
+    match maintain(client, &actions, &sections, Duration::from_secs(3600)) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            let transient = e.downcast_ref::<api::PlexError>().is_some_and(|e| e.is_transient());
+            print(&format!("Plex maintenance did not finish: {e:#}\n"))?;
+            Ok(if transient { 3 } else { 1 })
+        }
+    }
 }
 
 /// Reads and validates a changeset file.

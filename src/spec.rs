@@ -30,6 +30,29 @@ pub struct Spec {
     /// Where stage 4 uploads frame grabs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_host: Option<ImageHost>,
+    /// What to ask of the Plex server itself (needs a Plex token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plex: Option<PlexSpec>,
+}
+
+/// Calls to the Plex server: repairs planned with the changes, and Plex's own maintenance,
+/// which `run` starts after an apply, always in Plex's recommended order (empty trash → clean
+/// bundles → optimize) and waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlexSpec {
+    /// Plan refresh/analyze calls for items whose images are missing or broken (`--repair`).
+    #[serde(default)]
+    pub repair: bool,
+    /// Empty the trash of the cleaned sections.
+    #[serde(default)]
+    pub empty_trash: bool,
+    /// Let Plex delete the bundles of items no longer in the library.
+    #[serde(default)]
+    pub clean_bundles: bool,
+    /// Let Plex optimize its database.
+    #[serde(default)]
+    pub optimize: bool,
 }
 
 /// One section, by id or name, and its stage.
@@ -108,6 +131,8 @@ pub struct Overrides {
     pub bundles: Option<u8>,
     /// `--cache POLICY`: the PhotoTranscoder policy.
     pub cache: Option<CachePolicy>,
+    /// `--repair`: plan Plex refresh/analyze calls.
+    pub repair: bool,
 }
 
 impl Spec {
@@ -204,6 +229,7 @@ impl Spec {
             bundle_sections,
             cache: cache.map(|c| c.to_string()),
             image_host: self.image_host.as_ref().map(|h| h.name().to_string()),
+            repair: flags.repair || self.plex.as_ref().is_some_and(|p| p.repair),
         })
     }
 }

@@ -12,8 +12,10 @@ use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::{types, Library, Section};
 use crate::plex::{ColumnCounts, ImageUrl, TriggerForm};
+use crate::scan::attention::{self, Attention};
+use crate::scan::library::Inputs;
 use crate::scan::usage::{self, Usage};
-use crate::scan::{bundles, library, refs};
+use crate::scan::{bundles, refs};
 
 /// One section with the states of its items' image columns.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,8 @@ pub struct Status {
     /// What each bundle cleanup step would free (steps are cumulative; each figure is the
     /// step's own share).
     pub bundles: Vec<StepFigure>,
+    /// Items of those sections whose images only Plex can bring back (refresh/analyze).
+    pub attention: Vec<Attention>,
 }
 
 /// What one bundle step would delete.
@@ -185,7 +189,10 @@ pub fn gather(
 ) -> Result<Status> {
     let lib = Library::read(db)?;
     let sections = select(sections(db, &lib), wanted)?;
-    let bundles = bundle_figures(paths, db, &lib)?;
+    let input = Inputs::read(&paths.root, db, &lib)?;
+    let bundles = bundle_figures(&input)?;
+    let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
+    let attention = attention::find(&input, &ids);
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),
@@ -195,16 +202,15 @@ pub fn gather(
         usage: usage(paths, tick)?,
         sections,
         bundles,
+        attention,
     })
 }
 
 /// Plans bundle step 3 (read-only) and sums each step's share.
-fn bundle_figures(paths: &PlexPaths, db: &Db, lib: &Library) -> Result<Vec<StepFigure>> {
-    let input = library::Inputs::read(&paths.root, db, lib)?;
-    let tags = &input.tags;
-    let all = refs::collect(db, lib, tags);
-    let in_use = refs::InUse::build(&paths.root, &all, |_| false);
-    let planned = bundles::plan(&input, 3, &[], &in_use, &Default::default())?;
+fn bundle_figures(input: &Inputs<'_>) -> Result<Vec<StepFigure>> {
+    let all = refs::collect(input.db, input.lib, &input.tags);
+    let in_use = refs::InUse::build(input.root, &all, |_| false);
+    let planned = bundles::plan(input, 3, &[], &in_use, &Default::default())?;
     let mut figures: Vec<StepFigure> =
         (1..=3).map(|step| StepFigure { step, ..StepFigure::default() }).collect();
     for (step, change) in planned.changes {

@@ -11,6 +11,7 @@ pub mod db;
 pub mod files;
 pub mod journal;
 pub mod lock;
+pub mod plex;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ pub struct Options {
     pub backup_dir: Option<PathBuf>,
     /// How many backups to keep.
     pub keep_backups: usize,
+    /// The Plex server, when a token is known: idle check and `plex_call` changes.
+    pub plex: Option<crate::plex::api::Client>,
+    /// Defer everything while Plex plays or scans (`--when-idle`).
+    pub when_idle: bool,
 }
 
 impl Default for Options {
@@ -51,6 +56,8 @@ impl Default for Options {
             plex_sqlite: None,
             backup_dir: None,
             keep_backups: 3,
+            plex: None,
+            when_idle: false,
         }
     }
 }
@@ -84,6 +91,12 @@ pub struct Report {
     pub db_seconds: f64,
     /// Seconds spent deleting (reference re-check included).
     pub files_seconds: f64,
+    /// What Plex was doing before the DB writes (idle, busy, not running), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plex: Option<String>,
+    /// Nothing was done because Plex was busy (`--when-idle`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub idle_deferred: bool,
 }
 
 impl Report {
@@ -164,10 +177,19 @@ pub fn apply(
     tick: &(dyn Fn() + Sync),
 ) -> Result<Report> {
     validate(paths, cs)?;
+    let gate = plex::gate(opts, cs.changes.iter().any(|c| c.set_url.is_some()))?;
+    if let Some(why) = gate.defer {
+        let deferred = vec![why];
+        return Ok(Report { deferred, plex: gate.note, idle_deferred: true, ..Report::default() });
+    }
     let state = state_dir(paths);
     let _lock = lock::acquire(&state.join("apply.lock"))?;
     let journal = journal::Journal::at(&state.join("journal.jsonl"));
-    let mut report = Report { previous_interrupted: journal.interrupted(), ..Report::default() };
+    let mut report = Report {
+        previous_interrupted: journal.interrupted(),
+        plex: gate.note,
+        ..Report::default()
+    };
     journal.start(source, cs.changes.len())?;
 
     let writes: Vec<db::Write> = cs
@@ -255,6 +277,9 @@ pub fn apply(
         }
         report.files_seconds = started.elapsed().as_secs_f64();
     }
+
+    // 3. Plex: refresh/analyze what only Plex can bring back.
+    plex::call_all(paths, cs, opts, &mut report, tick)?;
     journal.finish()?;
     Ok(report)
 }

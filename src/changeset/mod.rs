@@ -61,6 +61,9 @@ pub struct PlanSpec {
     /// Name of the image host for stage 4 uploads, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_host: Option<String>,
+    /// Whether `plex_call` changes were planned for items that need Plex's attention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 /// One section at one stage.
@@ -90,6 +93,13 @@ pub struct Summary {
     /// Local columns left as they are because no provider URL is known.
     #[serde(default)]
     pub kept_local: u64,
+    /// Calls asking Plex to refresh or analyze an item (`plex_call`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub plex_calls: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a rendered diff says about an item.
@@ -106,15 +116,16 @@ pub struct ItemInfo {
     pub section: Option<i64>,
 }
 
-/// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, with the item it
-/// concerns beside it.
+/// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, `plex_call`,
+/// with the item it concerns beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
     {"required": ["set_url"]},
     {"required": ["delete_file"]},
     {"required": ["delete_dir"]},
-    {"required": ["upload"]}
+    {"required": ["upload"]},
+    {"required": ["plex_call"]}
 ]))]
 pub struct Change {
     /// The item (an id of `items`) this change belongs to, if any.
@@ -132,6 +143,9 @@ pub struct Change {
     /// Upload a file to the image host and point a column at it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<Box<Upload>>,
+    /// Ask Plex to refresh or analyze an item (after the DB writes and deletions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plex_call: Option<Box<PlexCall>>,
 }
 
 /// `UPDATE table SET column = to WHERE id = id AND column = from`.
@@ -204,6 +218,44 @@ pub struct Upload {
     pub host: String,
 }
 
+/// `PUT /library/metadata/{id}/{action}` on the Plex server, if the column still holds `from`:
+/// for an item whose selected image is missing or broken and has no provider URL (refresh), or
+/// whose `media://` frame grab is missing (analyze).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PlexCall {
+    /// What to ask Plex for.
+    pub action: PlexAction,
+    /// `metadata_items.id`.
+    pub id: i64,
+    /// The image column of `metadata_items` found missing or broken.
+    pub column: String,
+    /// The column's value when planned (precondition).
+    pub from: String,
+}
+
+/// What a [`PlexCall`] asks Plex to do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PlexAction {
+    /// Re-download the item's metadata and images from its agent.
+    Refresh,
+    /// Re-analyze the item's media (re-creates frame grabs).
+    Analyze,
+}
+
+impl PlexAction {
+    /// `refresh` or `analyze` (also the last segment of the endpoint).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlexAction::Refresh => "refresh",
+            PlexAction::Analyze => "analyze",
+        }
+    }
+}
+
 /// The one operation of a [`Change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
@@ -215,12 +267,21 @@ pub enum Op<'a> {
     DeleteDir(&'a DeleteDir),
     /// Upload and point a column at it.
     Upload(&'a Upload),
+    /// Ask Plex to refresh or analyze an item.
+    PlexCall(&'a PlexCall),
 }
 
 impl Change {
     /// A change with no item context.
     fn with(item: Option<i64>) -> Change {
-        Change { item, set_url: None, delete_file: None, delete_dir: None, upload: None }
+        Change {
+            item,
+            set_url: None,
+            delete_file: None,
+            delete_dir: None,
+            upload: None,
+            plex_call: None,
+        }
     }
 
     /// A `set_url` change.
@@ -243,6 +304,11 @@ impl Change {
         Change { upload: Some(Box::new(op)), ..Change::with(item) }
     }
 
+    /// A `plex_call` change.
+    pub fn plex_call(item: Option<i64>, op: PlexCall) -> Change {
+        Change { plex_call: Some(Box::new(op)), ..Change::with(item) }
+    }
+
     /// The operation, when there is exactly one.
     pub fn op(&self) -> Option<Op<'_>> {
         let ops = [
@@ -250,6 +316,7 @@ impl Change {
             self.delete_file.as_deref().map(Op::DeleteFile),
             self.delete_dir.as_deref().map(Op::DeleteDir),
             self.upload.as_deref().map(Op::Upload),
+            self.plex_call.as_deref().map(Op::PlexCall),
         ];
         let mut present = ops.into_iter().flatten();
         match (present.next(), present.next()) {
@@ -258,13 +325,15 @@ impl Change {
         }
     }
 
-    /// The order key: URL writes and uploads before deletions, then by path or column.
+    /// The order key: URL writes and uploads before deletions, Plex calls last, then by path or
+    /// column.
     fn sort_key(&self) -> (u8, &str, &str, i64) {
         match self.op() {
             Some(Op::SetUrl(s)) => (0, &s.table, &s.column, s.id),
             Some(Op::Upload(u)) => (1, &u.table, &u.column, u.id),
             Some(Op::DeleteDir(d)) => (2, &d.path, "", 0),
             Some(Op::DeleteFile(f)) => (2, &f.path, "", 0),
+            Some(Op::PlexCall(p)) => (3, p.action.as_str(), &p.column, p.id),
             None => (9, "", "", 0),
         }
     }
@@ -300,6 +369,7 @@ impl Changeset {
                     summary.files += d.files;
                     summary.bytes += d.bytes;
                 }
+                Some(Op::PlexCall(_)) => summary.plex_calls += 1,
                 None => {}
             }
         }

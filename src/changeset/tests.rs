@@ -58,7 +58,10 @@ fn sorts_by_section_then_item_then_urls_before_deletions() {
     let order: Vec<(Option<i64>, bool)> =
         cs.changes.iter().map(|c| (c.item, c.set_url.is_some())).collect();
     assert_eq!(order, [(Some(7), true), (Some(7), false), (Some(3), false), (None, false)]);
-    assert_eq!(cs.summary, Summary { files: 6, bytes: 1013, urls: 1, uploads: 0, kept_local: 2 });
+    assert_eq!(
+        cs.summary,
+        Summary { files: 6, bytes: 1013, urls: 1, uploads: 0, kept_local: 2, plex_calls: 0 }
+    );
 }
 
 #[test]
@@ -120,8 +123,14 @@ fn a_change_must_hold_exactly_one_operation() {
         Some(Box::new(DeleteFile { path: "Metadata/Movies/x".into(), size: 0, mtime: 0 }));
     let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
-    cs.changes[0] =
-        Change { item: None, set_url: None, delete_file: None, delete_dir: None, upload: None };
+    cs.changes[0] = Change {
+        item: None,
+        set_url: None,
+        delete_file: None,
+        delete_dir: None,
+        upload: None,
+        plex_call: None,
+    };
     let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
 }

@@ -112,7 +112,7 @@ impl Changeset {
             let invalid = |reason: String| ChangesetError::Invalid { index: index + 1, reason };
             let op = change.op().ok_or_else(|| {
                 invalid(
-                    "a change must hold exactly one of set_url, delete_file, delete_dir, upload"
+                    "a change must hold exactly one of set_url, delete_file, delete_dir, upload, plex_call"
                         .into(),
                 )
             })?;
@@ -137,6 +137,12 @@ impl Changeset {
                     check_hex(&u.blake3, "blake3").map_err(invalid)?;
                     if u.host.is_empty() || u.host.contains("://") || u.host.contains('/') {
                         return Err(invalid(format!("`{}` is not an image host name", u.host)));
+                    }
+                }
+                Op::PlexCall(p) => {
+                    check_column("metadata_items", &p.column).map_err(invalid)?;
+                    if p.id <= 0 {
+                        return Err(invalid(format!("{} is not an item id", p.id)));
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! Everything tidyplex knows about a Plex data folder, read-only.
 
+pub mod api;
 pub mod bundle;
 pub mod columns;
 pub mod db;

@@ -23,6 +23,9 @@ pub fn report(r: &Report) -> String {
     if let Some(strategy) = &r.strategy {
         let _ = writeln!(out, "{DIM}Database writes: {strategy}{DIM:#}");
     }
+    if let Some(plex) = &r.plex {
+        let _ = writeln!(out, "{DIM}Plex: {plex}{DIM:#}");
+    }
     let _ = writeln!(
         out,
         "{GOOD}Applied {} change{}{GOOD:#}: {} file{} deleted, {} freed; {} already done.",
@@ -40,7 +43,7 @@ pub fn report(r: &Report) -> String {
     match r.exit_code() {
         0 => {}
         3 => out.push_str("Plan and apply again (or use `tidyplex run`) to finish.\n"),
-        _ => out.push_str("Some deletions failed; fix the cause above and apply again.\n"),
+        _ => out.push_str("Some changes failed; fix the cause above and apply again.\n"),
     }
     out
 }

@@ -7,12 +7,21 @@ use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 
 use super::{count, size, DIM, HEADER};
-use crate::changeset::{Change, Changeset, Op};
+use crate::changeset::{Change, Changeset, Op, PlexCall};
 use crate::plex::columns;
 
 const CHANGE: Style = AnsiColor::Yellow.on_default();
 const DELETE: Style = AnsiColor::Red.on_default();
 const ADD: Style = AnsiColor::Green.on_default();
+const PLEX: Style = AnsiColor::Cyan.on_default();
+
+/// `! refresh movie 123 "Title"`.
+fn plex_call(cs: &Changeset, p: &PlexCall) -> String {
+    match cs.items.get(&p.id) {
+        Some(info) => format!("! {} {} {} {:?}", p.action.as_str(), info.kind, p.id, info.title),
+        None => format!("! {} item {}", p.action.as_str(), p.id),
+    }
+}
 
 /// The whole changeset as a diff: a header per item, one line per change, the closing line.
 pub fn show(cs: &Changeset) -> String {
@@ -33,7 +42,7 @@ pub fn show_to(w: impl std::io::Write, cs: &Changeset) -> std::io::Result<()> {
             current = Some(change.item);
             writeln!(w, "{HEADER}{}{HEADER:#}", header(cs, change.item))?;
         }
-        let (style, line) = line(change);
+        let (style, line) = line(cs, change);
         writeln!(w, "  {style}{line}{style:#}")?;
     }
     if current.is_some() {
@@ -55,7 +64,7 @@ fn header(cs: &Changeset, item: Option<i64>) -> String {
 }
 
 /// The style and text of one change.
-fn line(change: &Change) -> (Style, String) {
+fn line(cs: &Changeset, change: &Change) -> (Style, String) {
     match change.op() {
         Some(Op::SetUrl(s)) => (
             CHANGE,
@@ -82,6 +91,7 @@ fn line(change: &Change) -> (Style, String) {
                 columns::short_name(&u.column)
             ),
         ),
+        Some(Op::PlexCall(p)) => (PLEX, plex_call(cs, p)),
         None => (DIM, "? (malformed change)".to_string()),
     }
 }
@@ -109,6 +119,10 @@ pub fn closing(cs: &Changeset) -> String {
             plural(s.uploads, "upload")
         )
     };
+    if s.plex_calls > 0 {
+        line.pop();
+        let _ = write!(line, ", {} (refresh/analyze).", plural(s.plex_calls, "Plex call"));
+    }
     if s.kept_local > 0 {
         let _ = write!(
             line,
@@ -161,7 +175,7 @@ pub fn diff(old: &Changeset, new: &Changeset, old_name: &str, new_name: &str) ->
 fn lines(cs: &Changeset) -> String {
     let mut out = String::new();
     for change in &cs.changes {
-        let (_, text) = line(change);
+        let (_, text) = line(cs, change);
         let item = header(cs, change.item);
         let _ = writeln!(out, "{text}  [{}]", item.trim_start_matches("# "));
     }

@@ -121,7 +121,31 @@ pub fn status(st: &Status) -> String {
             let _ = writeln!(out, "  {DIM}(always empty: {}){DIM:#}", hidden.join(", "));
         }
     }
+    attention(&mut out, st);
     out
+}
+
+/// The items only Plex can repair, if any.
+fn attention(out: &mut String, st: &Status) {
+    const SHOWN: usize = 20;
+    if st.attention.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{TODO}Needs Plex's attention ({}){TODO:#}: `plan --repair` asks Plex to refresh or analyze these items",
+        count(st.attention.len() as u64)
+    );
+    for a in st.attention.iter().take(SHOWN) {
+        let _ = writeln!(out, "  {}", a.describe());
+    }
+    if st.attention.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "  … and {} more (`status --json` lists them all)",
+            count((st.attention.len() - SHOWN) as u64)
+        );
+    }
 }
 
 fn trigger_text(form: TriggerForm) -> &'static str {

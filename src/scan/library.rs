@@ -97,11 +97,16 @@ fn plan_switches(
             let raw = value.as_deref().unwrap_or_default();
             match &url {
                 ImageUrl::Metadata(_) | ImageUrl::Upload(_) => {
-                    let found = candidates
-                        .get(&item.id)
-                        .and_then(|c| c.iter().find(|c| c.thumb_url == raw && is_http(&c.text)))
-                        .map(|c| c.text.clone())
-                        .or_else(|| xml_url(root, bundle?, &url, &mut xml, &mut plan.warnings));
+                    let found = provider_url(
+                        root,
+                        bundle,
+                        item.id,
+                        &url,
+                        raw,
+                        candidates,
+                        &mut xml,
+                        &mut plan.warnings,
+                    );
                     match found {
                         Some(to) => plan.switches.push(Switch {
                             item: item.id,
@@ -109,19 +114,8 @@ fn plan_switches(
                             from: raw.to_string(),
                             to,
                         }),
-                        None => {
-                            plan.kept += 1;
-                            let path = url.resolve(bundle);
-                            if path.as_deref().is_some_and(|p| is_placeholder(&root.join(p))) {
-                                plan.warnings.push(format!(
-                                    "{} {} {:?}: {} is Plex's broken `None` placeholder and no provider URL is known; refresh the item's metadata in Plex",
-                                    types::name(item.metadata_type),
-                                    item.id,
-                                    item.title,
-                                    path.unwrap_or_default()
-                                ));
-                            }
-                        }
+                        // Missing or broken files among these: see `super::attention`.
+                        None => plan.kept += 1,
                     }
                 }
                 ImageUrl::Media(_) => match host.filter(|_| stage >= 4) {
@@ -140,6 +134,26 @@ fn plan_switches(
         }
     }
     plan
+}
+
+/// The provider URL of a local column value: new agents' `taggings` row whose `thumb_url` is
+/// the value, else the legacy `Info.xml` entry of its file.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn provider_url(
+    root: &Path,
+    bundle: Option<&str>,
+    item: i64,
+    url: &ImageUrl,
+    raw: &str,
+    candidates: &HashMap<i64, Vec<&Candidate>>,
+    xml: &mut XmlCache,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    candidates
+        .get(&item)
+        .and_then(|c| c.iter().find(|c| c.thumb_url == raw && is_http(&c.text)))
+        .map(|c| c.text.clone())
+        .or_else(|| xml_url(root, bundle?, url, xml, warnings))
 }
 
 /// A planned column switch.
@@ -315,7 +329,7 @@ pub fn add_item_info(lib: &Library, changes: &[Change], items: &mut BTreeMap<i64
 }
 
 /// `Show – S01E02 – Title` for episodes, `Show – Season 1` for seasons, else the title.
-fn display_title(lib: &Library, item: &Item) -> String {
+pub(crate) fn display_title(lib: &Library, item: &Item) -> String {
     let show = lib.bundle_owner(item).filter(|o| o.id != item.id).map(|o| o.title.as_str());
     match (item.metadata_type, show) {
         (types::SEASON, Some(show)) => format!("{show} – Season {}", item.index.unwrap_or(0)),
@@ -359,7 +373,7 @@ fn family<'a>(
     out
 }
 
-fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
+pub(crate) fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
     let mut map: HashMap<i64, Vec<&Candidate>> = HashMap::new();
     for c in candidates {
         map.entry(c.item_id).or_default().push(c);
@@ -368,7 +382,7 @@ fn by_item(candidates: &[Candidate]) -> HashMap<i64, Vec<&Candidate>> {
 }
 
 /// A provider URL worth switching to: http(s), and one a changeset may carry.
-fn is_http(url: &str) -> bool {
+pub(crate) fn is_http(url: &str) -> bool {
     crate::changeset::is_writable_url(url)
 }
 
@@ -388,7 +402,7 @@ fn is_xml(path: &str) -> bool {
 
 /// Parsed `Info.xml` files of one bundle, each read at most once.
 #[derive(Default)]
-struct XmlCache(HashMap<String, Option<InfoXml>>);
+pub(crate) struct XmlCache(HashMap<String, Option<InfoXml>>);
 
 /// The provider URL the legacy `Info.xml` at the value's level lists for its file:
 /// `metadata://[seasons/<n>/[episodes/<m>/]]<list>/<file>` is looked up in `_combined/Info.xml`,

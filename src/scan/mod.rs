@@ -1,5 +1,6 @@
 //! Read-only planners and walkers over the Plex data folder.
 
+pub mod attention;
 pub mod bundles;
 pub mod cache;
 pub mod library;
@@ -22,6 +23,8 @@ pub struct Planned {
     pub changeset: Changeset,
     /// Things skipped or needing attention.
     pub warnings: Vec<String>,
+    /// Items whose images only Plex can bring back (refresh/analyze).
+    pub attention: Vec<attention::Attention>,
 }
 
 /// Plans everything `spec` (with `flags` applied) asks for, reading the DB once and walking
@@ -58,6 +61,17 @@ pub fn plan(paths: &PlexPaths, db: &Db, spec: &Spec, flags: &Overrides) -> Resul
         planned.changes.extend(cache::plan(&paths.photo_transcoder, policy)?);
     }
     warnings.extend(planned.warnings);
+    let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
+    let attention = attention::find(&input, &ids);
+    if plan_spec.repair {
+        let (calls, items) = attention::changes(&attention);
+        planned.changes.extend(calls);
+        for (id, info) in items {
+            planned.items.entry(id).or_insert(info);
+        }
+    } else if !attention.is_empty() {
+        warnings.push(attention_warning(&attention));
+    }
     let changeset = Changeset::new(
         &root.to_string_lossy(),
         plan_spec,
@@ -65,5 +79,27 @@ pub fn plan(paths: &PlexPaths, db: &Db, spec: &Spec, flags: &Overrides) -> Resul
         planned.changes,
         planned.kept_local,
     );
-    Ok(Planned { changeset, warnings })
+    Ok(Planned { changeset, warnings, attention })
+}
+
+/// `N items need Plex's attention …` with the first few of them.
+fn attention_warning(found: &[attention::Attention]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = format!(
+        "{} image column{} need{} Plex's attention (`plan --repair` asks Plex to refresh or analyze the items):",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        if found.len() == 1 { "s" } else { "" },
+    );
+    for a in found.iter().take(SHOWN) {
+        text.push_str("\n  ");
+        text.push_str(&a.describe());
+    }
+    if found.len() > SHOWN {
+        text.push_str(&format!(
+            "\n  … and {} more (`tidyplex status --json` lists them all)",
+            found.len() - SHOWN
+        ));
+    }
+    text
 }

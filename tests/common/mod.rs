@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real binary on real fixture folders.
 #![allow(dead_code)]
 
+pub mod plex;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -17,7 +19,12 @@ pub type Snapshot = BTreeMap<String, Entry>;
 /// `tidyplex` with a clean environment (no colour, no plex dir from the caller's shell).
 pub fn tidyplex() -> Command {
     let mut cmd = Command::cargo_bin("tidyplex").unwrap();
-    cmd.env_remove("TIDYPLEX_PLEX_DIR").env("NO_COLOR", "1");
+    // No token from the caller's shell, and no real Plex: port 1 refuses connections.
+    cmd.env_remove("TIDYPLEX_PLEX_DIR")
+        .env_remove("TIDYPLEX_PLEX_TOKEN")
+        .env_remove("TIDYPLEX_PLEX_TIMEOUT")
+        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
+        .env("NO_COLOR", "1");
     cmd
 }
 
