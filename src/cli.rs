@@ -15,7 +15,7 @@ use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
-use crate::spec::{Overrides, Spec};
+use crate::spec::{HostKind, Overrides, Spec};
 use crate::{apply, demo, scan};
 use crate::{render, status};
 
@@ -80,6 +80,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Plan and apply a SPEC in rounds until nothing is left (for cron or a systemd timer)
     Run(RunArgs),
+    /// Publish a `dir` image host's folder over HTTP (GET /i/<blake3>.<ext>) for Plex to fetch
+    Serve(ServeArgs),
     /// Build a sample library and walk plan → show → apply → plan on it
     Demo(DemoArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
@@ -125,6 +127,21 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Stage-4 image host; discord needs only $TIDYPLEX_DISCORD_WEBHOOK at apply time, http-put
+    /// and dir need their settings in the SPEC [default: the SPEC's image_host]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub image_host: Option<HostKind>,
+}
+
+/// `tidyplex serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The image folder (a `dir` image host's `path`)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address to listen on (the SPEC's public_url must reach it: http://ADDR/i)
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
+    pub bind: String,
 }
 
 /// Options shared by `apply` and `run`.
@@ -149,6 +166,10 @@ pub struct ApplyOpts {
 pub struct ApplyArgs {
     /// The changeset (YAML or JSON) written by `plan -o`
     pub file: PathBuf,
+    /// The SPEC the changeset was planned from, for its image host's settings (uploads to
+    /// http-put or dir need them; discord works without)
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
     /// Apply without asking
     #[arg(short, long)]
     pub yes: bool,
@@ -302,6 +323,15 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan(global, args),
         Command::Apply(args) => apply_cmd(global, args),
         Command::Run(args) => run_cmd(global, args),
+        Command::Serve(args) => {
+            crate::serve::serve(&args.dir, &args.bind, |addr| {
+                let _ = print(&format!(
+                    "Serving {} at http://{addr}/i/<blake3>.<ext> (Ctrl-C stops)\n",
+                    args.dir.display()
+                ));
+            })?;
+            Ok(0)
+        }
         Command::Demo(args) => demo::run(args.dir.as_deref(), &mut anstream::stdout()),
         Command::Show(args) => {
             let cs = read_changeset(&args.file)?;
@@ -343,9 +373,11 @@ fn run(cli: Cli) -> Result<i32> {
 fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     let spec = load_spec(args.spec.as_deref())?;
     let (paths, db) = open(global)?;
-    let flags = Overrides { sections: args.sections.clone(), stage: args.stage };
+    let flags =
+        Overrides { sections: args.sections.clone(), stage: args.stage, image_host: args.image_host };
+    let ledger = ledger(&paths)?;
     let progress = spinner(global, "planning");
-    let planned = scan::plan(&paths.root, &db, &spec, &flags)?;
+    let planned = scan::plan(&paths.root, &db, &spec, &flags, &ledger)?;
     progress.finish_and_clear();
     for warning in &planned.warnings {
         tracing::warn!("{warning}");
@@ -365,6 +397,13 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
 }
 
+/// The upload ledger in tidyplex's state folder (read-only here).
+fn ledger(paths: &PlexPaths) -> Result<apply::hosts::ledger::Ledger> {
+    let state = apply::state_dir(paths);
+    apply::hosts::ledger::Ledger::in_state_dir(&state)
+        .with_context(|| format!("cannot read the upload ledger in {}", state.display()))
+}
+
 fn load_spec(path: Option<&Path>) -> Result<Spec> {
     match path {
         Some(path) => Spec::load(path),
@@ -372,8 +411,9 @@ fn load_spec(path: Option<&Path>) -> Result<Spec> {
     }
 }
 
-fn apply_options(global: &Global, args: &ApplyOpts) -> apply::Options {
+fn apply_options(global: &Global, args: &ApplyOpts, spec: Option<&Spec>) -> apply::Options {
     apply::Options {
+        image_host: spec.and_then(|s| s.image_host.clone()),
         batch: args.batch as usize,
         strict: args.strict,
         lock_wait: Duration::from_secs_f64(args.lock_wait),
@@ -385,6 +425,7 @@ fn apply_options(global: &Global, args: &ApplyOpts) -> apply::Options {
 
 fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
     let cs = read_changeset(&args.file)?;
+    let spec = args.spec.as_deref().map(Spec::load).transpose()?;
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
     apply::validate(&paths, &cs)?;
     if cs.is_empty() {
@@ -399,7 +440,7 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
         &paths,
         &cs,
         &args.file.display().to_string(),
-        &apply_options(global, &args.opts),
+        &apply_options(global, &args.opts, spec.as_ref()),
         &|| bar.inc(1),
     )?;
     bar.finish_and_clear();
@@ -436,7 +477,8 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
     for round in 1..=args.max_rounds {
         let db = Db::open(&paths.db)?;
-        let planned = scan::plan(&paths.root, &db, &spec, &Overrides::default())?;
+        let ledger = ledger(&paths)?;
+        let planned = scan::plan(&paths.root, &db, &spec, &Overrides::default(), &ledger)?;
         drop(db);
         for warning in &planned.warnings {
             tracing::warn!("{warning}");
@@ -455,7 +497,7 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
             &paths,
             &cs,
             &format!("run round {round}"),
-            &apply_options(global, &args.opts),
+            &apply_options(global, &args.opts, Some(&spec)),
             &|| bar.inc(1),
         )?;
         bar.finish_and_clear();

@@ -13,5 +13,6 @@ pub mod plex;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod serve;
 pub mod spec;
 pub mod status;

@@ -110,7 +110,7 @@ fn check_plan(dir: &Path, cs: &Changeset) {
                 assert!(s.to.starts_with("http://") || s.to.starts_with("https://"), "{}", s.to);
                 assert!(justified(dir, &conn, s.id, s.from.as_deref().unwrap(), &s.to), "{s:?}");
             }
-            Op::Upload(_) => panic!("no uploads without an image host"),
+            Op::Upload(_) | Op::RefreshLink(_) => panic!("no uploads without an image host"),
         }
     }
 }

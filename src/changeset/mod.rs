@@ -87,6 +87,13 @@ pub struct Summary {
     /// Local columns left as they are because no provider URL is known.
     #[serde(default)]
     pub kept_local: u64,
+    /// Expiring hosted links to refresh (`refresh_link` changes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_refreshes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a rendered diff says about an item.
@@ -103,15 +110,16 @@ pub struct ItemInfo {
     pub section: Option<i64>,
 }
 
-/// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, with the item it
-/// concerns beside it.
+/// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, `refresh_link`,
+/// with the item it concerns beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
     {"required": ["set_url"]},
     {"required": ["delete_file"]},
     {"required": ["delete_dir"]},
-    {"required": ["upload"]}
+    {"required": ["upload"]},
+    {"required": ["refresh_link"]}
 ]))]
 pub struct Change {
     /// The item (an id of `items`) this change belongs to, if any.
@@ -129,6 +137,9 @@ pub struct Change {
     /// Upload a file to the image host and point a column at it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<Box<Upload>>,
+    /// Fetch a fresh signed link for an expiring hosted image and point the column at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_link: Option<Box<RefreshLink>>,
 }
 
 /// `UPDATE table SET column = to WHERE id = id AND column = from`.
@@ -201,6 +212,30 @@ pub struct Upload {
     pub host: String,
 }
 
+/// Replace an expiring signed link (a Discord attachment URL) by a fresh one: apply asks the
+/// host for the message again and writes the attachment's new URL, if the column still holds
+/// `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RefreshLink {
+    /// `metadata_items`, `tags` or `library_sections`.
+    pub table: String,
+    /// Row id.
+    pub id: i64,
+    /// The column holding the link.
+    pub column: String,
+    /// The expiring link it holds now (precondition).
+    pub from: String,
+    /// Name of the image host (`discord`).
+    pub host: String,
+    /// The webhook message carrying the attachment (a Discord snowflake).
+    #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
+    pub message_id: String,
+    /// The attachment (a Discord snowflake).
+    #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
+    pub attachment_id: String,
+}
+
 /// The one operation of a [`Change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
@@ -208,12 +243,20 @@ pub enum Op<'a> {
     DeleteFile(&'a DeleteFile),
     DeleteDir(&'a DeleteDir),
     Upload(&'a Upload),
+    RefreshLink(&'a RefreshLink),
 }
 
 impl Change {
     /// A change with no item context.
     fn with(item: Option<i64>) -> Change {
-        Change { item, set_url: None, delete_file: None, delete_dir: None, upload: None }
+        Change {
+            item,
+            set_url: None,
+            delete_file: None,
+            delete_dir: None,
+            upload: None,
+            refresh_link: None,
+        }
     }
 
     /// A `set_url` change.
@@ -236,6 +279,11 @@ impl Change {
         Change { upload: Some(Box::new(op)), ..Change::with(item) }
     }
 
+    /// A `refresh_link` change.
+    pub fn refresh_link(item: Option<i64>, op: RefreshLink) -> Change {
+        Change { refresh_link: Some(Box::new(op)), ..Change::with(item) }
+    }
+
     /// The operation, when there is exactly one.
     pub fn op(&self) -> Option<Op<'_>> {
         let ops = [
@@ -243,6 +291,7 @@ impl Change {
             self.delete_file.as_deref().map(Op::DeleteFile),
             self.delete_dir.as_deref().map(Op::DeleteDir),
             self.upload.as_deref().map(Op::Upload),
+            self.refresh_link.as_deref().map(Op::RefreshLink),
         ];
         let mut present = ops.into_iter().flatten();
         match (present.next(), present.next()) {
@@ -256,6 +305,7 @@ impl Change {
         match self.op() {
             Some(Op::SetUrl(s)) => (0, &s.table, &s.column, s.id),
             Some(Op::Upload(u)) => (1, &u.table, &u.column, u.id),
+            Some(Op::RefreshLink(r)) => (1, &r.table, &r.column, r.id),
             Some(Op::DeleteDir(d)) => (2, &d.path, "", 0),
             Some(Op::DeleteFile(f)) => (2, &f.path, "", 0),
             None => (9, "", "", 0),
@@ -285,6 +335,7 @@ impl Changeset {
             match c.op() {
                 Some(Op::SetUrl(_)) => summary.urls += 1,
                 Some(Op::Upload(_)) => summary.uploads += 1,
+                Some(Op::RefreshLink(_)) => summary.link_refreshes += 1,
                 Some(Op::DeleteFile(f)) => {
                     summary.files += 1;
                     summary.bytes += f.size;
