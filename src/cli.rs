@@ -373,8 +373,11 @@ fn run(cli: Cli) -> Result<i32> {
 fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     let spec = load_spec(args.spec.as_deref())?;
     let (paths, db) = open(global)?;
-    let flags =
-        Overrides { sections: args.sections.clone(), stage: args.stage, image_host: args.image_host };
+    let flags = Overrides {
+        sections: args.sections.clone(),
+        stage: args.stage,
+        image_host: args.image_host,
+    };
     let ledger = ledger(&paths)?;
     let progress = spinner(global, "planning");
     let planned = scan::plan(&paths.root, &db, &spec, &flags, &ledger)?;

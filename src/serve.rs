@@ -79,7 +79,10 @@ async fn answer(
     let body = if head { Bytes::new() } else { Bytes::from(bytes) };
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type(ext)));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type(ext)),
+    );
     h.insert(hyper::header::CONTENT_LENGTH, len.into());
     h.insert(
         hyper::header::CACHE_CONTROL,

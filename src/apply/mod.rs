@@ -259,8 +259,7 @@ pub fn apply(
         all.extend(stage4.iter().cloned());
         strict_check(paths, &all, &deletions)?;
     }
-    let tables: BTreeSet<String> =
-        writes.iter().chain(&stage4).map(|w| w.table.clone()).collect();
+    let tables: BTreeSet<String> = writes.iter().chain(&stage4).map(|w| w.table.clone()).collect();
     let strategy = if tables.is_empty() {
         None
     } else {

@@ -105,10 +105,8 @@ pub fn run(
                     });
                     match same {
                         Some((_, ops)) => ops.push(op),
-                        None => jobs.push((
-                            Job::Upload { u, abs, ext: hosts::ext_of(&u.path) },
-                            vec![op],
-                        )),
+                        None => jobs
+                            .push((Job::Upload { u, abs, ext: hosts::ext_of(&u.path) }, vec![op])),
                     }
                 }
                 Check::Already(delete) => {
@@ -232,7 +230,9 @@ fn check_upload(
             None => Ok(Check::Drifted(format!("{name}: the file is gone; nothing to upload"))),
         },
         // Done by an earlier apply (its deletion may be what is left).
-        Some(Some(v)) if ledger.url(&v).is_some_and(|e| e.blake3.eq_ignore_ascii_case(&u.blake3)) => {
+        Some(Some(v))
+            if ledger.url(&v).is_some_and(|e| e.blake3.eq_ignore_ascii_case(&u.blake3)) =>
+        {
             Ok(Check::Already(file.and_then(|()| planned_file(&abs, u))))
         }
         Some(v) => Ok(Check::Drifted(format!(
@@ -289,7 +289,9 @@ fn check_refresh(db: &Db, ledger: &Ledger, r: &RefreshLink) -> Result<Check> {
     Ok(match now {
         Some(Some(v)) if v == r.from => Check::Go(PathBuf::new()),
         Some(Some(v))
-            if ledger.url(&v).is_some_and(|e| e.attachment_id.as_deref() == Some(&r.attachment_id)) =>
+            if ledger
+                .url(&v)
+                .is_some_and(|e| e.attachment_id.as_deref() == Some(&r.attachment_id)) =>
         {
             Check::Already(None)
         }

@@ -284,9 +284,10 @@ pub fn plan(
         for (col, value) in image_columns.iter().zip(&item.images) {
             let Some(value) = value.as_deref().filter(|v| v.starts_with("http")) else { continue };
             let link = discord::cdn_link(value);
-            let entry = links.ledger.url(value).filter(|e| e.host == "discord").or_else(|| {
-                link.as_ref().and_then(|l| links.ledger.attachment(&l.attachment_id))
-            });
+            let entry =
+                links.ledger.url(value).filter(|e| e.host == "discord").or_else(|| {
+                    link.as_ref().and_then(|l| links.ledger.attachment(&l.attachment_id))
+                });
             if entry.is_none() && !link.as_ref().is_some_and(|l| l.on_discord) {
                 continue;
             }

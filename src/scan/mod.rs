@@ -9,10 +9,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::apply::hosts::ledger::Ledger;
 use crate::changeset::Changeset;
 use crate::plex::db::Db;
 use crate::plex::model::Library;
-use crate::apply::hosts::ledger::Ledger;
 use crate::spec::{Overrides, Spec, DEFAULT_REFRESH_MARGIN};
 
 /// A plan and what is worth telling the user about it.
@@ -44,8 +44,10 @@ pub fn plan(
         );
     }
     let input = library::Inputs::read(root, db, &lib)?;
-    let margin = spec.host(flags)?.and_then(|h| h.refresh_margin()).unwrap_or(DEFAULT_REFRESH_MARGIN);
-    let links = library::Links { ledger, now: crate::apply::hosts::now(), margin: margin.as_secs() as i64 };
+    let margin =
+        spec.host(flags)?.and_then(|h| h.refresh_margin()).unwrap_or(DEFAULT_REFRESH_MARGIN);
+    let links =
+        library::Links { ledger, now: crate::apply::hosts::now(), margin: margin.as_secs() as i64 };
     let planned = library::plan(&input, &plan_spec.sections, host.as_deref(), &links)?;
     warnings.extend(planned.warnings);
     let changeset = Changeset::new(

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real binary on real fixture folders.
 #![allow(dead_code)]
 
+pub mod stand_in;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;

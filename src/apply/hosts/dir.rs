@@ -17,8 +17,9 @@ impl Dir {
     /// The folder `path` (created if missing), published at `public_url`. A folder inside the
     /// Plex data folder is refused.
     pub fn new(path: &Path, public_url: &str, plex_root: &Path) -> anyhow::Result<Dir> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| anyhow::anyhow!("cannot create the image folder {}: {e}", path.display()))?;
+        std::fs::create_dir_all(path).map_err(|e| {
+            anyhow::anyhow!("cannot create the image folder {}: {e}", path.display())
+        })?;
         let root = path
             .canonicalize()
             .map_err(|e| anyhow::anyhow!("cannot open the image folder {}: {e}", path.display()))?;

@@ -63,13 +63,16 @@ impl Discord {
 
     /// The webhook at `url` (any http(s) base works: tests use a loopback server).
     pub fn new(url: &str, margin: Duration) -> anyhow::Result<Discord> {
-        let bad = || anyhow::anyhow!("not a webhook URL (https://discord.com/api/webhooks/ID/TOKEN)");
+        let bad =
+            || anyhow::anyhow!("not a webhook URL (https://discord.com/api/webhooks/ID/TOKEN)");
         let webhook = Url::parse(url).map_err(|_| bad())?;
         if !matches!(webhook.scheme(), "http" | "https") || webhook.host_str().is_none() {
             return Err(bad());
         }
-        let segments: Vec<&str> =
-            webhook.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let segments: Vec<&str> = webhook
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default();
         let (id, token) = match segments.iter().position(|s| *s == "webhooks") {
             Some(i) if segments.len() == i + 3 => (segments[i + 1], segments[i + 2]),
             _ => return Err(bad()),
@@ -97,9 +100,8 @@ impl Discord {
 
     /// The hosted copy an answer describes: the attachment `wanted` (or the only one).
     fn hosted(&self, reply: &Reply, wanted: Option<&str>, name: &str) -> Result<Hosted, HostError> {
-        let message: Message = serde_json::from_slice(&reply.body).map_err(|_| {
-            HostError::Failed(format!("{name}: Discord's answer is not a message"))
-        })?;
+        let message: Message = serde_json::from_slice(&reply.body)
+            .map_err(|_| HostError::Failed(format!("{name}: Discord's answer is not a message")))?;
         let attachment = message
             .attachments
             .iter()
@@ -150,15 +152,29 @@ impl Host for Discord {
         })
         .to_string();
         let url = self.url(&[], true);
+        // The multipart body, built once with a known length (a streamed form would hide a
+        // refused connection behind its own "receiver is gone").
+        let boundary = format!("tidyplex-{}", &blake3[..32.min(blake3.len())]);
+        let mut body = Vec::with_capacity(bytes.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{payload}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
+                content_type(ext)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let make = || {
-            let part = reqwest::blocking::multipart::Part::bytes(bytes.to_vec())
-                .file_name(name.clone())
-                .mime_str(content_type(ext))
-                .expect("a valid content type");
-            let form = reqwest::blocking::multipart::Form::new()
-                .text("payload_json", payload.clone())
-                .part("files[0]", part);
-            self.client.http().post(url.clone()).multipart(form)
+            self.client
+                .http()
+                .post(url.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body.clone())
         };
         let reply = self.client.send(&format!("upload {name} to discord"), &[], &make)?;
         self.hosted(&reply, None, &name)
@@ -256,12 +272,18 @@ mod tests {
 
     #[test]
     fn webhook_urls_are_checked_and_never_shown() {
-        let d = Discord::new("https://discord.com/api/webhooks/123/s3cret", Duration::ZERO).unwrap();
+        let d =
+            Discord::new("https://discord.com/api/webhooks/123/s3cret", Duration::ZERO).unwrap();
         assert_eq!(d.webhook_id, "123");
         assert!(!format!("{d:?}").contains("s3cret"));
         assert!(d.url(&["messages", "9"], false).as_str().ends_with("/123/s3cret/messages/9"));
         assert!(d.url(&[], true).as_str().ends_with("/123/s3cret?wait=true"));
-        for bad in ["not a url", "ftp://x/webhooks/1/t", "https://x/webhooks/abc/t", "https://x/webhooks/1"] {
+        for bad in [
+            "not a url",
+            "ftp://x/webhooks/1/t",
+            "https://x/webhooks/abc/t",
+            "https://x/webhooks/1",
+        ] {
             let e = Discord::new(bad, Duration::ZERO).unwrap_err().to_string();
             assert!(!e.contains(bad), "{e}");
         }

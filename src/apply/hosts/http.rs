@@ -28,13 +28,18 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// The rate-limit window the host told us about.
+/// The rate-limit window the host told us about (kept conservatively: the lowest count
+/// heard, less what is in flight).
 #[derive(Debug, Default)]
 struct Window {
+    /// Requests per window (`X-RateLimit-Limit`).
+    limit: Option<u64>,
     /// Requests left in it.
     remaining: Option<u64>,
-    /// When it resets.
+    /// When it resets (`None` right after a reset, until an answer says).
     reset: Option<Instant>,
+    /// When it was last reset.
+    opened: Option<Instant>,
 }
 
 /// A client for one host.
@@ -87,8 +92,12 @@ impl Client {
         let mut pause = BACKOFF;
         loop {
             self.wait_for_window();
+            let mut unreachable = false;
             let retry = match make().send() {
-                Err(e) => format!("{what}: {}", self.scrub(&describe(&e))),
+                Err(e) => {
+                    unreachable = e.is_connect();
+                    format!("{what}: {}", self.scrub(&describe(&e)))
+                }
                 Ok(response) => {
                     self.learn(&response);
                     let status = response.status();
@@ -132,8 +141,15 @@ impl Client {
                 }
             };
             failures += 1;
+            if failures >= ATTEMPTS && unreachable {
+                return Err(HostError::Stop(format!(
+                    "{retry} (gave up after {failures} attempts); no more requests go to it in this run"
+                )));
+            }
             if failures >= ATTEMPTS {
-                return Err(HostError::Failed(format!("{retry} (gave up after {failures} attempts)")));
+                return Err(HostError::Failed(format!(
+                    "{retry} (gave up after {failures} attempts)"
+                )));
             }
             tracing::info!("{retry}; retrying in {pause:?}");
             std::thread::sleep(pause);
@@ -148,10 +164,22 @@ impl Client {
                 let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
                 if w.reset.is_some_and(|r| r <= now) {
-                    *w = Window::default();
+                    w.remaining = w.limit;
+                    w.reset = None;
+                    w.opened = Some(now);
                 }
                 match w.remaining {
-                    Some(0) => w.reset.map_or(Duration::from_secs(1), |r| r - now),
+                    Some(0) => match w.reset {
+                        Some(r) => r - now,
+                        // Used up before any answer told when it resets: wait for one, a while.
+                        None if w.opened.is_some_and(|o| now - o < Duration::from_secs(2)) => {
+                            Duration::from_millis(50)
+                        }
+                        None => {
+                            w.remaining = None;
+                            return;
+                        }
+                    },
                     Some(n) => {
                         w.remaining = Some(n - 1);
                         return;
@@ -169,13 +197,14 @@ impl Client {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         w.remaining = Some(0);
         w.reset = Some(Instant::now() + wait);
+        w.limit = w.limit.or(Some(1));
     }
 
     /// Reads `X-RateLimit-Remaining` and `X-RateLimit-Reset-After`.
     fn learn(&self, response: &Response) {
-        let header = |name: &str| {
-            response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim)
-        };
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let limit = header("x-ratelimit-limit").and_then(|v| v.parse::<u64>().ok());
         let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<u64>().ok());
         let reset = header("x-ratelimit-reset-after")
             .and_then(|v| v.parse::<f64>().ok())
@@ -183,14 +212,11 @@ impl Client {
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
         if let (Some(remaining), Some(reset)) = (remaining, reset) {
             let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-            let reset = Instant::now() + reset;
-            // Answers may arrive out of order: within one window, the lowest count holds.
-            let same_window = w.reset.is_some_and(|r| r + Duration::from_millis(500) >= reset);
-            w.remaining = Some(match w.remaining {
-                Some(known) if same_window => known.min(remaining),
-                _ => remaining,
-            });
-            w.reset = Some(reset);
+            // Requests in flight are already taken from `remaining`; answers may arrive out of
+            // order: the lowest count holds until the window resets.
+            w.remaining = Some(w.remaining.map_or(remaining, |known| known.min(remaining)));
+            w.reset = Some(Instant::now() + reset);
+            w.limit = limit.or(w.limit);
         }
     }
 
