@@ -347,12 +347,36 @@ mod tests {
     #[test]
     fn flags_override_the_spec() {
         let spec: Spec = yaml_serde::from_str("sections:\n  - section: 1\n    stage: 3\n").unwrap();
-        let flags = Overrides { sections: vec![3], stage: Some(2) };
+        let flags = Overrides { sections: vec![3], stage: Some(2), image_host: None };
         let plan = spec.resolve(&sections(), &flags).unwrap();
         assert_eq!(plan.sections, [SectionStage { id: 3, name: "TV Shows".into(), stage: 2 }]);
         let plan =
             spec.resolve(&sections(), &Overrides { stage: Some(1), ..Default::default() }).unwrap();
         assert_eq!(plan.sections[0].stage, 1);
+    }
+
+    #[test]
+    fn the_image_host_flag_needs_settings_only_for_http_put_and_dir() {
+        let flags = |kind| Overrides { image_host: Some(kind), ..Overrides::default() };
+        let none = Spec::default();
+        assert_eq!(
+            none.host(&flags(HostKind::Discord)).unwrap(),
+            Some(ImageHost::discord_default())
+        );
+        assert!(none.host(&flags(HostKind::Dir)).unwrap_err().to_string().contains("SPEC"));
+        let dir: Spec = yaml_serde::from_str(
+            "image_host:\n  kind: dir\n  path: /srv/i\n  public_url: http://h:1/i\n",
+        )
+        .unwrap();
+        assert_eq!(dir.host(&flags(HostKind::Dir)).unwrap(), dir.image_host);
+        assert_eq!(dir.host(&Overrides::default()).unwrap(), dir.image_host);
+        assert_eq!(
+            dir.host(&flags(HostKind::Discord)).unwrap(),
+            Some(ImageHost::discord_default())
+        );
+        assert!(dir.host(&flags(HostKind::HttpPut)).is_err());
+        assert_eq!(dir.image_host.unwrap().refresh_margin(), None);
+        assert_eq!(ImageHost::discord_default().refresh_margin(), Some(DEFAULT_REFRESH_MARGIN));
     }
 
     #[test]
@@ -390,5 +414,11 @@ mod tests {
             "image_host:\n  kind: discord\n  webhook: https://discord.com/api/webhooks/1/x\n"
         )
         .contains("unknown field"));
+        assert!(err("image_host:\n  kind: discord\n  refresh_margin: soon\n")
+            .contains("not a duration"));
+        assert!(err("image_host:\n  kind: dir\n  path: images\n  public_url: http://h/i\n")
+            .contains("absolute"));
+        assert!(err("image_host:\n  kind: http-put\n  url: ftp://h\n  public_url: http://h/i\n")
+            .contains("http(s) URL"));
     }
 }

@@ -190,7 +190,8 @@ mod tests {
         f.write_all(b"{\"blake3\": \"torn").unwrap();
         drop(f);
         let ledger = Ledger::load(&path).unwrap();
-        ledger.record(&Entry::of(&"b".repeat(64), "dir", &hosted("https://x/3", 30))).unwrap();
+        let plain = Hosted { url: "https://x/3".into(), expires: None, discord: None };
+        ledger.record(&Entry::of(&"b".repeat(64), "dir", &plain)).unwrap();
         let ledger = Ledger::load(&path).unwrap();
         assert_eq!(ledger.get(&"b".repeat(64), "dir").unwrap().url, "https://x/3");
         let e = ledger.get(&"A".repeat(64), "discord").unwrap();
