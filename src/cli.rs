@@ -17,7 +17,7 @@ use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
 use crate::scan::cache::CachePolicy;
-use crate::spec::{Overrides, Spec};
+use crate::spec::{HostKind, Overrides, Spec};
 use crate::{apply, demo, scan};
 use crate::{render, status};
 
@@ -98,6 +98,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run Plex's own maintenance and wait for it (order: empty-trash, clean-bundles, optimize)
     Plex(PlexArgs),
+    /// Publish a `dir` image host's folder over HTTP (GET /i/<blake3>.<ext>) for Plex to fetch
+    Serve(ServeArgs),
     /// Build a sample library and walk plan → show → apply → plan on it
     Demo(DemoArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
@@ -152,6 +154,10 @@ pub struct PlanArgs {
     /// Also ask Plex to refresh or analyze the items whose images only Plex can bring back
     #[arg(long)]
     pub repair: bool,
+    /// Stage-4 image host; discord needs only $TIDYPLEX_DISCORD_WEBHOOK at apply time, http-put
+    /// and dir need their settings in the SPEC [default: the SPEC's image_host]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub image_host: Option<HostKind>,
 }
 
 /// `tidyplex plex`.
@@ -166,6 +172,17 @@ pub struct PlexArgs {
     /// Seconds to wait for each operation to finish
     #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
     pub wait: f64,
+}
+
+/// `tidyplex serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The image folder (a `dir` image host's `path`)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address to listen on (the SPEC's public_url must reach it: http://ADDR/i)
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
+    pub bind: String,
 }
 
 /// Options shared by `apply` and `run`.
@@ -193,6 +210,10 @@ pub struct ApplyOpts {
 pub struct ApplyArgs {
     /// The changeset (YAML or JSON) written by `plan -o`
     pub file: PathBuf,
+    /// The SPEC the changeset was planned from, for its image host's settings (uploads to
+    /// http-put or dir need them; discord works without)
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
     /// Apply without asking
     #[arg(short, long)]
     pub yes: bool,
@@ -349,6 +370,15 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Apply(args) => apply_cmd(global, args),
         Command::Run(args) => run_cmd(global, args),
         Command::Plex(args) => plex_cmd(global, args),
+        Command::Serve(args) => {
+            crate::serve::serve(&args.dir, &args.bind, |addr| {
+                let _ = print(&format!(
+                    "Serving {} at http://{addr}/i/<blake3>.<ext> (Ctrl-C stops)\n",
+                    args.dir.display()
+                ));
+            })?;
+            Ok(0)
+        }
         Command::Demo(args) => demo::run(args.dir.as_deref(), &mut anstream::stdout()),
         Command::Show(args) => {
             let cs = read_changeset(&args.file)?;
@@ -396,9 +426,11 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
         bundles: args.bundles,
         cache: args.cache,
         repair: args.repair,
+        image_host: args.image_host,
     };
+    let ledger = ledger(&paths)?;
     let progress = spinner(global, "planning");
-    let planned = scan::plan(&paths, &db, &spec, &flags)?;
+    let planned = scan::plan(&paths, &db, &spec, &flags, &ledger)?;
     progress.finish_and_clear();
     for warning in &planned.warnings {
         tracing::warn!("{warning}");
@@ -418,6 +450,13 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
     Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
 }
 
+/// The upload ledger in tidyplex's state folder (read-only here).
+fn ledger(paths: &PlexPaths) -> Result<apply::hosts::ledger::Ledger> {
+    let state = apply::state_dir(paths);
+    apply::hosts::ledger::Ledger::in_state_dir(&state)
+        .with_context(|| format!("cannot read the upload ledger in {}", state.display()))
+}
+
 fn load_spec(path: Option<&Path>) -> Result<Spec> {
     match path {
         Some(path) => Spec::load(path),
@@ -425,8 +464,14 @@ fn load_spec(path: Option<&Path>) -> Result<Spec> {
     }
 }
 
-fn apply_options(global: &Global, args: &ApplyOpts, root: &Path) -> Result<apply::Options> {
+fn apply_options(
+    global: &Global,
+    args: &ApplyOpts,
+    root: &Path,
+    spec: Option<&Spec>,
+) -> Result<apply::Options> {
     Ok(apply::Options {
+        image_host: spec.and_then(|s| s.image_host.clone()),
         batch: args.batch as usize,
         strict: args.strict,
         lock_wait: Duration::from_secs_f64(args.lock_wait),
@@ -504,6 +549,7 @@ fn maintain(
 
 fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
     let cs = read_changeset(&args.file)?;
+    let spec = args.spec.as_deref().map(Spec::load).transpose()?;
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
     apply::validate(&paths, &cs)?;
     if cs.is_empty() {
@@ -513,7 +559,7 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
     if !args.yes {
         confirm(&cs, &paths)?;
     }
-    let opts = apply_options(global, &args.opts, &paths.root)?;
+    let opts = apply_options(global, &args.opts, &paths.root, spec.as_ref())?;
     let bar = progress_bar(global, cs.changes.len() as u64, "applying");
     let report =
         apply::apply(&paths, &cs, &args.file.display().to_string(), &opts, &|| bar.inc(1))?;
@@ -550,14 +596,15 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
     use crate::changeset::PlexAction;
     let spec = Spec::load(&args.spec)?;
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
-    let opts = apply_options(global, &args.opts, &paths.root)?;
+    let opts = apply_options(global, &args.opts, &paths.root, Some(&spec))?;
     // Plex calls go out once per run: Plex needs time to act on them, and planning them again
     // in the next round would not make it faster.
     let mut called: std::collections::HashSet<(PlexAction, i64)> = Default::default();
     let (mut applied, mut calls_incomplete) = (false, false);
     for round in 1..=args.max_rounds {
         let db = Db::open(&paths.db)?;
-        let planned = scan::plan(&paths, &db, &spec, &Overrides::default())?;
+        let ledger = ledger(&paths)?;
+        let planned = scan::plan(&paths, &db, &spec, &Overrides::default(), &ledger)?;
         drop(db);
         for warning in &planned.warnings {
             tracing::warn!("{warning}");

@@ -43,7 +43,8 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
 
     step(out, "Plan stage 3 for every section (tidyplex plan --stage 3 -o plan.yaml)")?;
     let flags = Overrides { stage: Some(3), ..Overrides::default() };
-    let planned = scan::plan(&paths, &db, &Spec::default(), &flags)?;
+    let ledger = crate::apply::hosts::ledger::Ledger::default();
+    let planned = scan::plan(&paths, &db, &Spec::default(), &flags, &ledger)?;
     drop(db);
     let cs = planned.changeset;
     let file = dir.join("plan.yaml");
@@ -69,7 +70,7 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
 
     step(out, "Plan again (tidyplex plan --stage 3)")?;
     let db = Db::open(&paths.db)?;
-    let again = scan::plan(&paths, &db, &Spec::default(), &flags)?.changeset;
+    let again = scan::plan(&paths, &db, &Spec::default(), &flags, &ledger)?.changeset;
     write!(out, "{}", render::plan::show(&again))?;
     let usage_after = status::usage(&paths, &|_| {})?;
     let total = |u: &std::collections::BTreeMap<String, scan::usage::Usage>| -> u64 {

@@ -15,5 +15,6 @@ pub mod plex;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod serve;
 pub mod spec;
 pub mod status;

@@ -85,6 +85,9 @@ pub enum ImageHost {
         /// The variable holding the webhook URL.
         #[serde(default = "default_webhook_env")]
         webhook_env: String,
+        /// Refresh links that expire within this long (or have expired) [default: 6h].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_margin: Option<String>,
     },
     /// PUT to `<url>/<blake3>.<ext>`, served at `<public_url>/<blake3>.<ext>`.
     HttpPut {
@@ -109,6 +112,31 @@ fn default_webhook_env() -> String {
     "TIDYPLEX_DISCORD_WEBHOOK".to_string()
 }
 
+/// How long before expiry a Discord link is refreshed when the SPEC does not say.
+pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// The image host kinds (`--image-host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostKind {
+    /// A Discord webhook (URL in TIDYPLEX_DISCORD_WEBHOOK); links expire after about 24 h
+    Discord,
+    /// An HTTP PUT endpoint configured in the SPEC
+    HttpPut,
+    /// A local folder configured in the SPEC, published by `tidyplex serve`
+    Dir,
+}
+
+impl HostKind {
+    /// The name recorded in changesets.
+    pub fn name(self) -> &'static str {
+        match self {
+            HostKind::Discord => "discord",
+            HostKind::HttpPut => "http-put",
+            HostKind::Dir => "dir",
+        }
+    }
+}
+
 impl ImageHost {
     /// The host's name as recorded in changesets.
     pub fn name(&self) -> &'static str {
@@ -116,6 +144,24 @@ impl ImageHost {
             ImageHost::Discord { .. } => "discord",
             ImageHost::HttpPut { .. } => "http-put",
             ImageHost::Dir { .. } => "dir",
+        }
+    }
+
+    /// A Discord host with its defaults (the webhook URL in `TIDYPLEX_DISCORD_WEBHOOK`).
+    pub fn discord_default() -> ImageHost {
+        ImageHost::Discord { webhook_env: default_webhook_env(), refresh_margin: None }
+    }
+
+    /// How long before expiry links of this host are refreshed (`None`: they do not expire).
+    pub fn refresh_margin(&self) -> Option<std::time::Duration> {
+        match self {
+            ImageHost::Discord { refresh_margin, .. } => Some(
+                refresh_margin
+                    .as_deref()
+                    .and_then(|m| humantime::parse_duration(m).ok())
+                    .unwrap_or(DEFAULT_REFRESH_MARGIN),
+            ),
+            _ => None,
         }
     }
 }
@@ -133,6 +179,9 @@ pub struct Overrides {
     pub cache: Option<CachePolicy>,
     /// `--repair`: plan Plex refresh/analyze calls.
     pub repair: bool,
+    /// `--image-host KIND`: the stage-4 image host (its settings still come from the SPEC,
+    /// except Discord's, whose defaults need nothing but the webhook variable).
+    pub image_host: Option<HostKind>,
 }
 
 impl Spec {
@@ -159,11 +208,47 @@ impl Spec {
             cache.parse::<CachePolicy>().map_err(|e| anyhow::anyhow!("cache: {e}"))?;
         }
         match &self.image_host {
-            Some(ImageHost::Discord { webhook_env }) => check_env_name("webhook_env", webhook_env)?,
-            Some(ImageHost::HttpPut { token_env: Some(t), .. }) => check_env_name("token_env", t)?,
-            _ => {}
+            Some(ImageHost::Discord { webhook_env, refresh_margin }) => {
+                check_env_name("webhook_env", webhook_env)?;
+                if let Some(m) = refresh_margin {
+                    humantime::parse_duration(m).map_err(|e| {
+                        anyhow::anyhow!("image_host.refresh_margin `{m}` is not a duration: {e}")
+                    })?;
+                }
+            }
+            Some(ImageHost::HttpPut { url, public_url, token_env }) => {
+                check_base_url("url", url)?;
+                check_base_url("public_url", public_url)?;
+                if let Some(t) = token_env {
+                    check_env_name("token_env", t)?;
+                }
+            }
+            Some(ImageHost::Dir { path, public_url }) => {
+                if !Path::new(path).is_absolute() {
+                    bail!("image_host.path must be an absolute folder, not `{path}`");
+                }
+                check_base_url("public_url", public_url)?;
+            }
+            None => {}
         }
         Ok(())
+    }
+
+    /// The image host to use: the SPEC's, or the kind `--image-host` names. A flag cannot carry
+    /// a folder, an endpoint or a public URL, so `http-put` and `dir` must be configured in the
+    /// SPEC; `discord` works with its defaults.
+    pub fn host(&self, flags: &Overrides) -> Result<Option<ImageHost>> {
+        let Some(kind) = flags.image_host else { return Ok(self.image_host.clone()) };
+        match (&self.image_host, kind) {
+            (Some(h), kind) if h.name() == kind.name() => Ok(Some(h.clone())),
+            (_, HostKind::Discord) => Ok(Some(ImageHost::discord_default())),
+            (_, kind) => bail!(
+                "--image-host {} needs its settings in a SPEC (image_host: {{kind: {}, {}}}): a flag cannot carry them",
+                kind.name(),
+                kind.name(),
+                if kind == HostKind::Dir { "path, public_url" } else { "url, public_url, token_env" }
+            ),
+        }
     }
 
     /// What to plan, with flags applied, against the DB's sections. Library stages are planned
@@ -228,7 +313,7 @@ impl Spec {
             bundles,
             bundle_sections,
             cache: cache.map(|c| c.to_string()),
-            image_host: self.image_host.as_ref().map(|h| h.name().to_string()),
+            image_host: self.host(flags)?.map(|h| h.name().to_string()),
             repair: flags.repair || self.plex.as_ref().is_some_and(|p| p.repair),
         })
     }
@@ -244,6 +329,14 @@ fn check_step(step: u8) -> Result<()> {
 fn check_stage(stage: u8) -> Result<()> {
     if !(1..=4).contains(&stage) {
         bail!("stage must be 1, 2, 3 or 4, not {stage}");
+    }
+    Ok(())
+}
+
+/// A base URL of a host: http(s), no query or fragment (file names are appended to it).
+fn check_base_url(field: &str, url: &str) -> Result<()> {
+    if !crate::changeset::is_writable_url(url) || url.contains(['?', '#']) {
+        bail!("image_host.{field} must be an http(s) URL without query or fragment");
     }
     Ok(())
 }
@@ -326,6 +419,30 @@ mod tests {
     }
 
     #[test]
+    fn the_image_host_flag_needs_settings_only_for_http_put_and_dir() {
+        let flags = |kind| Overrides { image_host: Some(kind), ..Overrides::default() };
+        let none = Spec::default();
+        assert_eq!(
+            none.host(&flags(HostKind::Discord)).unwrap(),
+            Some(ImageHost::discord_default())
+        );
+        assert!(none.host(&flags(HostKind::Dir)).unwrap_err().to_string().contains("SPEC"));
+        let dir: Spec = yaml_serde::from_str(
+            "image_host:\n  kind: dir\n  path: /srv/i\n  public_url: http://h:1/i\n",
+        )
+        .unwrap();
+        assert_eq!(dir.host(&flags(HostKind::Dir)).unwrap(), dir.image_host);
+        assert_eq!(dir.host(&Overrides::default()).unwrap(), dir.image_host);
+        assert_eq!(
+            dir.host(&flags(HostKind::Discord)).unwrap(),
+            Some(ImageHost::discord_default())
+        );
+        assert!(dir.host(&flags(HostKind::HttpPut)).is_err());
+        assert_eq!(dir.image_host.unwrap().refresh_margin(), None);
+        assert_eq!(ImageHost::discord_default().refresh_margin(), Some(DEFAULT_REFRESH_MARGIN));
+    }
+
+    #[test]
     fn without_sections_every_cleanable_one() {
         let plan = Spec::default().resolve(&sections(), &Overrides::default()).unwrap();
         let ids: Vec<i64> = plan.sections.iter().map(|s| s.id).collect();
@@ -360,5 +477,11 @@ mod tests {
             "image_host:\n  kind: discord\n  webhook: https://discord.com/api/webhooks/1/x\n"
         )
         .contains("unknown field"));
+        assert!(err("image_host:\n  kind: discord\n  refresh_margin: soon\n")
+            .contains("not a duration"));
+        assert!(err("image_host:\n  kind: dir\n  path: images\n  public_url: http://h/i\n")
+            .contains("absolute"));
+        assert!(err("image_host:\n  kind: http-put\n  url: ftp://h\n  public_url: http://h/i\n")
+            .contains("http(s) URL"));
     }
 }

@@ -126,7 +126,7 @@ fn full_cycle(extra: &[&str], strategy: &str) {
                 assert!(dir.join(&f.path).symlink_metadata().is_err(), "{}", f.path)
             }
             Op::DeleteDir(d) => assert!(!dir.join(&d.path).exists(), "{}", d.path),
-            Op::Upload(_) | Op::PlexCall(_) => unreachable!(),
+            Op::Upload(_) | Op::PlexCall(_) | Op::RefreshLink(_) => unreachable!(),
         }
     }
     assert_eq!(untouchable(&dir), before, "triggers, FTS tables and other columns are unchanged");
@@ -390,7 +390,7 @@ fn a_crash_between_db_commit_and_deletion_is_finished_by_the_next_run() {
             }
             Op::DeleteFile(f) => assert!(dir.join(&f.path).symlink_metadata().is_ok()),
             Op::DeleteDir(d) => assert!(dir.join(&d.path).exists()),
-            Op::Upload(_) | Op::PlexCall(_) => {}
+            Op::Upload(_) | Op::PlexCall(_) | Op::RefreshLink(_) => {}
         }
     }
     // The next plan has exactly the deletions left; the next apply reports and finishes.

@@ -110,7 +110,9 @@ fn check_plan(dir: &Path, cs: &Changeset) {
                 assert!(s.to.starts_with("http://") || s.to.starts_with("https://"), "{}", s.to);
                 assert!(justified(dir, &conn, s.id, s.from.as_deref().unwrap(), &s.to), "{s:?}");
             }
-            Op::Upload(_) | Op::PlexCall(_) => panic!("no uploads or Plex calls without asking"),
+            Op::Upload(_) | Op::PlexCall(_) | Op::RefreshLink(_) => {
+                panic!("no uploads, Plex calls or link refreshes without asking")
+            }
         }
     }
 }

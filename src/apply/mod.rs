@@ -9,9 +9,11 @@
 pub mod backup;
 pub mod db;
 pub mod files;
+pub mod hosts;
 pub mod journal;
 pub mod lock;
 pub mod plex;
+pub mod uploads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,11 +22,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::changeset::{Changeset, Op};
+use crate::changeset::{Changeset, DeleteFile, Op};
 use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::{self, Library};
 use crate::scan::refs::{self, InUse};
+use crate::spec::ImageHost;
 
 /// How to apply.
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ pub struct Options {
     pub plex: Option<crate::plex::api::Client>,
     /// Defer everything while Plex plays or scans (`--when-idle`).
     pub when_idle: bool,
+    /// The image host's settings (from the SPEC), for `upload` and `refresh_link` changes.
+    /// Without them, a changeset naming `discord` uses its defaults; other hosts are refused.
+    pub image_host: Option<ImageHost>,
 }
 
 impl Default for Options {
@@ -58,6 +64,7 @@ impl Default for Options {
             keep_backups: 3,
             plex: None,
             when_idle: false,
+            image_host: None,
         }
     }
 }
@@ -77,6 +84,12 @@ pub struct Report {
     pub referenced: Vec<String>,
     /// Deletions the filesystem refused.
     pub failed: Vec<String>,
+    /// Files sent to the image host.
+    pub uploaded: u64,
+    /// Uploads the ledger already had (nothing sent).
+    pub reused: u64,
+    /// Expiring links replaced by fresh ones.
+    pub links_refreshed: u64,
     /// Files deleted.
     pub files_deleted: u64,
     /// Bytes freed.
@@ -131,6 +144,42 @@ fn beside_db(paths: &PlexPaths, name: &str) -> PathBuf {
     databases.parent().unwrap_or(databases).join(name)
 }
 
+/// The image host the changeset's `upload` and `refresh_link` changes need, ready to use
+/// (secrets read from the environment); `None` when it has none. Refuses a changeset naming
+/// several hosts, or one the settings do not configure.
+pub fn image_host(
+    paths: &PlexPaths,
+    cs: &Changeset,
+    opts: &Options,
+) -> Result<Option<Box<dyn hosts::Host>>> {
+    let names: BTreeSet<&str> = cs
+        .changes
+        .iter()
+        .filter_map(|c| match c.op() {
+            Some(Op::Upload(u)) => Some(u.host.as_str()),
+            Some(Op::RefreshLink(r)) => Some(r.host.as_str()),
+            _ => None,
+        })
+        .collect();
+    let name = match names.len() {
+        0 => return Ok(None),
+        1 => names.into_iter().next().unwrap_or_default(),
+        _ => bail!("the changeset names several image hosts ({names:?}); plan again"),
+    };
+    let cfg = match &opts.image_host {
+        Some(h) if h.name() == name => h.clone(),
+        Some(h) => bail!(
+            "the changeset was planned for the `{name}` image host, and the SPEC configures `{}`; plan again",
+            h.name()
+        ),
+        None if name == "discord" => ImageHost::discord_default(),
+        None => bail!(
+            "the changeset uploads to the `{name}` image host, whose settings are in the SPEC: apply FILE --spec SPEC"
+        ),
+    };
+    hosts::build(&cfg, &paths.root).map(Some)
+}
+
 /// Checks the whole changeset against this plex dir and its disk before anything changes.
 pub fn validate(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
     cs.validate()?;
@@ -182,6 +231,7 @@ pub fn apply(
         let deferred = vec![why];
         return Ok(Report { deferred, plex: gate.note, idle_deferred: true, ..Report::default() });
     }
+    let host = image_host(paths, cs, opts)?;
     let state = state_dir(paths);
     let _lock = lock::acquire(&state.join("apply.lock"))?;
     let journal = journal::Journal::at(&state.join("journal.jsonl"));
@@ -210,14 +260,52 @@ pub fn apply(
         .filter_map(|c| c.op())
         .filter(|op| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
         .collect();
+    let stage4: Vec<db::Write> = cs
+        .changes
+        .iter()
+        .filter_map(|c| match c.op() {
+            Some(Op::Upload(u)) => Some((&u.table, u.id, &u.column, u.from.clone())),
+            Some(Op::RefreshLink(r)) => Some((&r.table, r.id, &r.column, Some(r.from.clone()))),
+            _ => None,
+        })
+        .map(|(table, id, column, from)| db::Write {
+            table: table.clone(),
+            id,
+            column: column.clone(),
+            from,
+            to: String::new(),
+        })
+        .collect();
     if opts.strict {
-        strict_check(paths, &writes, &deletions)?;
+        let mut all = writes.clone();
+        all.extend(stage4.iter().cloned());
+        strict_check(paths, &all, &deletions)?;
     }
+    let tables: BTreeSet<String> = writes.iter().chain(&stage4).map(|w| w.table.clone()).collect();
+    let strategy = if tables.is_empty() {
+        None
+    } else {
+        Some(db::choose(&paths.db, &tables, opts.plex_sqlite.as_deref())?)
+    };
 
-    // 1. The DB, after a backup.
-    if !writes.is_empty() {
-        let tables: BTreeSet<String> = writes.iter().map(|w| w.table.clone()).collect();
-        let strategy = db::choose(&paths.db, &tables, opts.plex_sqlite.as_deref())?;
+    // 1. Uploads and link refreshes: checked, sent (or found in the ledger) and recorded.
+    let ledger = hosts::ledger::Ledger::in_state_dir(&state)
+        .with_context(|| format!("cannot read the upload ledger in {}", state.display()))?;
+    let staged = uploads::run(paths, cs, host.as_deref(), &ledger, tick)?;
+    report.uploaded = staged.uploaded;
+    report.reused = staged.reused;
+    report.links_refreshed = staged.refreshed;
+    report.already += staged.already;
+    report.drifted.extend(staged.drifted);
+    report.deferred.extend(staged.deferred);
+    fault_point("after-upload");
+    let own = writes.len();
+    let mut writes = writes;
+    writes.extend(staged.pending.iter().map(|p| p.write.clone()));
+    let mut uploaded_files: Vec<DeleteFile> = staged.cleanup;
+
+    // 2. The DB, after a backup.
+    if let (false, Some(strategy)) = (writes.is_empty(), strategy) {
         report.strategy = Some(match &strategy {
             db::Strategy::Direct => "direct updates".to_string(),
             db::Strategy::TriggersAside => "FTS triggers set aside in each transaction".to_string(),
@@ -229,8 +317,28 @@ pub fn apply(
         let started = std::time::Instant::now();
         let outcomes = db::write(&paths.db, &writes, &strategy, &limits)?;
         report.db_seconds = started.elapsed().as_secs_f64();
-        for (w, o) in writes.iter().zip(outcomes) {
+        for (i, (w, o)) in writes.iter().zip(outcomes).enumerate() {
             let what = format!("{} {} {}", w.table, w.id, w.column);
+            if let Some(p) = i.checked_sub(own).and_then(|p| staged.pending.get(p)) {
+                // A hosted URL: counted (and ticked) per change, its file goes once committed.
+                match o {
+                    db::Outcome::Applied => report.applied += 1,
+                    db::Outcome::Already => report.already += 1,
+                    db::Outcome::Drifted(now) => {
+                        report.drifted.push(format!(
+                            "{what} is {} now (the hosted copy stays in the ledger)",
+                            now.as_deref().unwrap_or("empty")
+                        ));
+                        continue;
+                    }
+                    db::Outcome::Deferred => {
+                        report.deferred.push(format!("{what}: the database stayed locked"));
+                        continue;
+                    }
+                }
+                uploaded_files.extend(p.delete.clone());
+                continue;
+            }
             match o {
                 db::Outcome::Applied => report.applied += 1,
                 db::Outcome::Already => report.already += 1,
@@ -244,24 +352,27 @@ pub fn apply(
             tick();
         }
     }
-    for change in &cs.changes {
-        if let Some(u) = &change.upload {
-            report.deferred.push(format!(
-                "upload {} to {}: this tidyplex cannot upload to image hosts yet",
-                u.path, u.host
-            ));
-            tick();
-        }
-    }
     journal.db_done(report.applied)?;
     fault_point("after-db-commit");
 
-    // 2. The files, re-checked against the live references.
-    if !deletions.is_empty() {
+    // 3. The files, re-checked against the live references.
+    if !deletions.is_empty() || !uploaded_files.is_empty() {
         let started = std::time::Instant::now();
         let in_use =
             live_references(paths).context("cannot re-read the references before deleting")?;
-        let outcomes = files::delete_all(paths, &deletions, &in_use, tick);
+        let mut outcomes = files::delete_all(paths, &deletions, &in_use, tick);
+        // An uploaded file: its change was counted with its DB write.
+        let uploaded: Vec<Op<'_>> = uploaded_files.iter().map(Op::DeleteFile).collect();
+        for o in files::delete_all(paths, &uploaded, &in_use, &|| {}) {
+            match o {
+                files::Outcome::Deleted { files, bytes } => {
+                    report.files_deleted += files;
+                    report.bytes_freed += bytes;
+                }
+                files::Outcome::Already => {}
+                other => outcomes.push(other),
+            }
+        }
         for o in outcomes {
             match o {
                 files::Outcome::Deleted { files, bytes } => {

@@ -96,6 +96,9 @@ pub struct Summary {
     /// Calls asking Plex to refresh or analyze an item (`plex_call`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub plex_calls: u64,
+    /// Expiring hosted links to refresh (`refresh_link` changes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_refreshes: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -117,6 +120,7 @@ pub struct ItemInfo {
 }
 
 /// One change: exactly one of `set_url`, `delete_file`, `delete_dir`, `upload`, `plex_call`,
+/// `refresh_link`,
 /// with the item it concerns beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -125,7 +129,8 @@ pub struct ItemInfo {
     {"required": ["delete_file"]},
     {"required": ["delete_dir"]},
     {"required": ["upload"]},
-    {"required": ["plex_call"]}
+    {"required": ["plex_call"]},
+    {"required": ["refresh_link"]}
 ]))]
 pub struct Change {
     /// The item (an id of `items`) this change belongs to, if any.
@@ -146,6 +151,9 @@ pub struct Change {
     /// Ask Plex to refresh or analyze an item (after the DB writes and deletions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plex_call: Option<Box<PlexCall>>,
+    /// Fetch a fresh signed link for an expiring hosted image and point the column at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_link: Option<Box<RefreshLink>>,
 }
 
 /// `UPDATE table SET column = to WHERE id = id AND column = from`.
@@ -256,6 +264,30 @@ impl PlexAction {
     }
 }
 
+/// Replace an expiring signed link (a Discord attachment URL) by a fresh one: apply asks the
+/// host for the message again and writes the attachment's new URL, if the column still holds
+/// `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RefreshLink {
+    /// `metadata_items`, `tags` or `library_sections`.
+    pub table: String,
+    /// Row id.
+    pub id: i64,
+    /// The column holding the link.
+    pub column: String,
+    /// The expiring link it holds now (precondition).
+    pub from: String,
+    /// Name of the image host (`discord`).
+    pub host: String,
+    /// The webhook message carrying the attachment (a Discord snowflake).
+    #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
+    pub message_id: String,
+    /// The attachment (a Discord snowflake).
+    #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
+    pub attachment_id: String,
+}
+
 /// The one operation of a [`Change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
@@ -269,6 +301,8 @@ pub enum Op<'a> {
     Upload(&'a Upload),
     /// Ask Plex to refresh or analyze an item.
     PlexCall(&'a PlexCall),
+    /// Refresh an expiring hosted link.
+    RefreshLink(&'a RefreshLink),
 }
 
 impl Change {
@@ -281,6 +315,7 @@ impl Change {
             delete_dir: None,
             upload: None,
             plex_call: None,
+            refresh_link: None,
         }
     }
 
@@ -309,6 +344,11 @@ impl Change {
         Change { plex_call: Some(Box::new(op)), ..Change::with(item) }
     }
 
+    /// A `refresh_link` change.
+    pub fn refresh_link(item: Option<i64>, op: RefreshLink) -> Change {
+        Change { refresh_link: Some(Box::new(op)), ..Change::with(item) }
+    }
+
     /// The operation, when there is exactly one.
     pub fn op(&self) -> Option<Op<'_>> {
         let ops = [
@@ -317,6 +357,7 @@ impl Change {
             self.delete_dir.as_deref().map(Op::DeleteDir),
             self.upload.as_deref().map(Op::Upload),
             self.plex_call.as_deref().map(Op::PlexCall),
+            self.refresh_link.as_deref().map(Op::RefreshLink),
         ];
         let mut present = ops.into_iter().flatten();
         match (present.next(), present.next()) {
@@ -331,6 +372,7 @@ impl Change {
         match self.op() {
             Some(Op::SetUrl(s)) => (0, &s.table, &s.column, s.id),
             Some(Op::Upload(u)) => (1, &u.table, &u.column, u.id),
+            Some(Op::RefreshLink(r)) => (1, &r.table, &r.column, r.id),
             Some(Op::DeleteDir(d)) => (2, &d.path, "", 0),
             Some(Op::DeleteFile(f)) => (2, &f.path, "", 0),
             Some(Op::PlexCall(p)) => (3, p.action.as_str(), &p.column, p.id),
@@ -361,6 +403,7 @@ impl Changeset {
             match c.op() {
                 Some(Op::SetUrl(_)) => summary.urls += 1,
                 Some(Op::Upload(_)) => summary.uploads += 1,
+                Some(Op::RefreshLink(_)) => summary.link_refreshes += 1,
                 Some(Op::DeleteFile(f)) => {
                     summary.files += 1;
                     summary.bytes += f.size;

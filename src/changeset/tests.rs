@@ -60,7 +60,15 @@ fn sorts_by_section_then_item_then_urls_before_deletions() {
     assert_eq!(order, [(Some(7), true), (Some(7), false), (Some(3), false), (None, false)]);
     assert_eq!(
         cs.summary,
-        Summary { files: 6, bytes: 1013, urls: 1, uploads: 0, kept_local: 2, plex_calls: 0 }
+        Summary {
+            files: 6,
+            bytes: 1013,
+            urls: 1,
+            uploads: 0,
+            kept_local: 2,
+            plex_calls: 0,
+            link_refreshes: 0
+        }
     );
 }
 
@@ -130,6 +138,7 @@ fn a_change_must_hold_exactly_one_operation() {
         delete_dir: None,
         upload: None,
         plex_call: None,
+        refresh_link: None,
     };
     let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
@@ -160,4 +169,34 @@ fn digests_depend_on_names_kinds_and_sizes_not_order() {
     assert_ne!(a, digest([("x", false, 1), ("y", false, 3)]));
     assert_ne!(a, digest([("x", true, 1), ("y", false, 2)]));
     assert_ne!(a, digest([("x", false, 1), ("z", false, 2)]));
+}
+
+#[test]
+fn refresh_links_round_trip_and_are_checked() {
+    let link = RefreshLink {
+        table: "metadata_items".into(),
+        id: 7,
+        column: "user_art_url".into(),
+        from: "https://cdn.discordapp.com/attachments/1/2/a.jpg?ex=65f1a2b3&is=1&hm=2&".into(),
+        host: "discord".into(),
+        message_id: "1200000000000000001".into(),
+        attachment_id: "1200000000000000002".into(),
+    };
+    let mut cs = sample();
+    cs.changes = vec![Change::refresh_link(None, link.clone())];
+    let text = cs.to_yaml();
+    assert!(text.contains("- refresh_link:\n    table: metadata_items\n"), "{text}");
+    assert_eq!(Changeset::parse(&text).unwrap().changes[0].refresh_link.as_deref(), Some(&link));
+    let mut bad = |f: &dyn Fn(&mut RefreshLink)| {
+        let mut l = link.clone();
+        f(&mut l);
+        cs.changes = vec![Change::refresh_link(None, l)];
+        Changeset::parse(&cs.to_yaml()).unwrap_err().to_string()
+    };
+    assert!(bad(&|l| l.message_id = "12a".into()).contains("not a numeric id"));
+    assert!(bad(&|l| l.attachment_id = String::new()).contains("not a numeric id"));
+    assert!(bad(&|l| l.from = "media://x".into()).contains("not an http(s) URL"));
+    assert!(bad(&|l| l.column = "title".into()).contains("not an image column"));
+    assert!(bad(&|l| l.host = "https://discord.com/api/webhooks/1/x".into())
+        .contains("not an image host name"));
 }

@@ -112,7 +112,7 @@ impl Changeset {
             let invalid = |reason: String| ChangesetError::Invalid { index: index + 1, reason };
             let op = change.op().ok_or_else(|| {
                 invalid(
-                    "a change must hold exactly one of set_url, delete_file, delete_dir, upload, plex_call"
+                    "a change must hold exactly one of set_url, delete_file, delete_dir, upload, plex_call, refresh_link"
                         .into(),
                 )
             })?;
@@ -135,9 +135,14 @@ impl Changeset {
                     check_path(&u.path).map_err(invalid)?;
                     check_column(&u.table, &u.column).map_err(invalid)?;
                     check_hex(&u.blake3, "blake3").map_err(invalid)?;
-                    if u.host.is_empty() || u.host.contains("://") || u.host.contains('/') {
-                        return Err(invalid(format!("`{}` is not an image host name", u.host)));
-                    }
+                    check_host(&u.host).map_err(invalid)?;
+                }
+                Op::RefreshLink(r) => {
+                    check_column(&r.table, &r.column).map_err(invalid)?;
+                    check_http(&r.from).map_err(invalid)?;
+                    check_host(&r.host).map_err(invalid)?;
+                    check_snowflake(&r.message_id, "message_id").map_err(invalid)?;
+                    check_snowflake(&r.attachment_id, "attachment_id").map_err(invalid)?;
                 }
                 Op::PlexCall(p) => {
                     check_column("metadata_items", &p.column).map_err(invalid)?;
@@ -194,6 +199,21 @@ fn check_http(url: &str) -> Result<(), String> {
         return Err(format!("`{url}` is not a valid http(s) URL"));
     }
     Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() || host.contains("://") || host.contains('/') {
+        return Err(format!("`{host}` is not an image host name"));
+    }
+    Ok(())
+}
+
+fn check_snowflake(value: &str, what: &str) -> Result<(), String> {
+    if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("{what} `{value}` is not a numeric id"))
+    }
 }
 
 fn check_hex(value: &str, what: &str) -> Result<(), String> {

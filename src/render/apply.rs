@@ -36,6 +36,16 @@ pub fn report(r: &Report) -> String {
         size(r.bytes_freed),
         count(r.already),
     );
+    if r.uploaded + r.reused + r.links_refreshed > 0 {
+        let _ = writeln!(
+            out,
+            "Image host: {} uploaded, {} already hosted (from the ledger), {} link{} refreshed.",
+            count(r.uploaded),
+            count(r.reused),
+            count(r.links_refreshed),
+            if r.links_refreshed == 1 { "" } else { "s" },
+        );
+    }
     group(&mut out, "Drifted since planning (skipped)", &r.drifted, TODO);
     group(&mut out, "Deferred (the next plan has them again)", &r.deferred, TODO);
     group(&mut out, "Kept: a column references them now", &r.referenced, TODO);

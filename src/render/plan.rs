@@ -92,7 +92,32 @@ fn line(cs: &Changeset, change: &Change) -> (Style, String) {
             ),
         ),
         Some(Op::PlexCall(p)) => (PLEX, plex_call(cs, p)),
+        Some(Op::RefreshLink(r)) => (
+            CHANGE,
+            format!(
+                "~ {}{}: refresh the {} link{}",
+                table_prefix(&r.table, r.id),
+                columns::short_name(&r.column),
+                r.host,
+                link_expiry(&r.from)
+            ),
+        ),
         None => (DIM, "? (malformed change)".to_string()),
+    }
+}
+
+/// ` (expired 2026-01-02T03:04:05Z)` or ` (expires …)`, from a signed link's `ex` parameter.
+fn link_expiry(url: &str) -> String {
+    let Some(ex) = crate::apply::hosts::discord::link_expiry(url) else { return String::new() };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ex.max(0) as u64);
+    let at = humantime::format_rfc3339_seconds(at);
+    if ex <= now {
+        format!(" (expired {at})")
+    } else {
+        format!(" (expires {at})")
     }
 }
 
@@ -122,6 +147,10 @@ pub fn closing(cs: &Changeset) -> String {
     if s.plex_calls > 0 {
         line.pop();
         let _ = write!(line, ", {} (refresh/analyze).", plural(s.plex_calls, "Plex call"));
+    }
+    if s.link_refreshes > 0 {
+        line.pop();
+        let _ = write!(line, ", {} to refresh.", plural(s.link_refreshes, "hosted link"));
     }
     if s.kept_local > 0 {
         let _ = write!(

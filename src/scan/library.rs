@@ -15,7 +15,8 @@ use rayon::prelude::*;
 
 use super::refs::{self, ColumnRef, InUse};
 use super::tree::{self, Entry};
-use crate::changeset::{Change, ItemInfo, SectionStage, SetUrl, Upload};
+use crate::apply::hosts::{discord, ledger::Ledger};
+use crate::changeset::{Change, ItemInfo, RefreshLink, SectionStage, SetUrl, Upload};
 use crate::plex::db::Db;
 use crate::plex::infoxml::InfoXml;
 use crate::plex::model::{self, types, Candidate, Item, Library, MediaPart};
@@ -164,11 +165,23 @@ struct Switch {
     to: String,
 }
 
-/// Plans the library stages for `sections`. `host` names the stage-4 image host, if any.
+/// What plan needs to find hosted links that expire.
+pub struct Links<'a> {
+    /// The upload ledger (Discord's message and attachment ids).
+    pub ledger: &'a Ledger,
+    /// Now, unix seconds.
+    pub now: i64,
+    /// Links expiring before `now + margin` (seconds) are refreshed.
+    pub margin: i64,
+}
+
+/// Plans the library stages for `sections`. `host` names the stage-4 image host, if any;
+/// with `discord`, links that expire within the margin are planned for a refresh.
 pub fn plan(
     input: &Inputs<'_>,
     sections: &[SectionStage],
     host: Option<&str>,
+    links: &Links<'_>,
 ) -> Result<LibraryPlan> {
     let lib = input.lib;
     let stage_of: HashMap<i64, u8> = sections.iter().map(|s| (s.id, s.stage)).collect();
@@ -279,6 +292,55 @@ pub fn plan(
         })
         .collect();
     out.changes.extend(media_changes);
+
+    // Hosted links that expire: refreshed through the host that posted them.
+    let (mut unknown, mut unconfigured) = (0u64, 0u64);
+    for item in lib.items.iter().filter(|i| stage(i).is_some()) {
+        for (col, value) in image_columns.iter().zip(&item.images) {
+            let Some(value) = value.as_deref().filter(|v| v.starts_with("http")) else { continue };
+            let link = discord::cdn_link(value);
+            let entry =
+                links.ledger.url(value).filter(|e| e.host == "discord").or_else(|| {
+                    link.as_ref().and_then(|l| links.ledger.attachment(&l.attachment_id))
+                });
+            if entry.is_none() && !link.as_ref().is_some_and(|l| l.on_discord) {
+                continue;
+            }
+            let expires = link.as_ref().map(|l| l.expires).or(entry.and_then(|e| e.expires));
+            if expires.is_none_or(|ex| ex > links.now + links.margin) {
+                continue;
+            }
+            let ids = entry.and_then(|e| Some((e.message_id.clone()?, e.attachment_id.clone()?)));
+            match (host == Some("discord"), ids) {
+                (true, Some((message_id, attachment_id))) => {
+                    out.changes.push(Change::refresh_link(
+                        Some(item.id),
+                        RefreshLink {
+                            table: "metadata_items".into(),
+                            id: item.id,
+                            column: col.to_string(),
+                            from: value.to_string(),
+                            host: "discord".into(),
+                            message_id,
+                            attachment_id,
+                        },
+                    ))
+                }
+                (true, None) => unknown += 1,
+                (false, _) => unconfigured += 1,
+            }
+        }
+    }
+    if unknown > 0 {
+        out.warnings.push(format!(
+            "{unknown} Discord link(s) expire soon and the upload ledger does not know their webhook message (posted by another tool?); tidyplex cannot refresh them"
+        ));
+    }
+    if unconfigured > 0 {
+        out.warnings.push(format!(
+            "{unconfigured} Discord link(s) expire soon; configure image_host kind discord (or pass --image-host discord) to refresh them"
+        ));
+    }
 
     add_item_info(lib, &out.changes, &mut out.items);
     out.owners = owners.iter().map(|o| o.id).collect();
@@ -455,6 +517,9 @@ fn upload(
     let Ok(meta) = std::fs::symlink_metadata(&abs) else { return Ok(None) };
     if !meta.is_file() {
         return Ok(None);
+    }
+    if host == "discord" && meta.len() > discord::MAX_BYTES {
+        anyhow::bail!("{path} is larger than Discord's 10 MiB limit; it stays local");
     }
     let mut hasher = blake3::Hasher::new();
     hasher

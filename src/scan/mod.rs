@@ -10,11 +10,12 @@ pub mod usage;
 
 use anyhow::Result;
 
+use crate::apply::hosts::ledger::Ledger;
 use crate::changeset::Changeset;
 use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::Library;
-use crate::spec::{Overrides, Spec};
+use crate::spec::{Overrides, Spec, DEFAULT_REFRESH_MARGIN};
 
 /// A plan and what is worth telling the user about it.
 #[derive(Debug)]
@@ -28,8 +29,14 @@ pub struct Planned {
 }
 
 /// Plans everything `spec` (with `flags` applied) asks for, reading the DB once and walking
-/// each bundle once.
-pub fn plan(paths: &PlexPaths, db: &Db, spec: &Spec, flags: &Overrides) -> Result<Planned> {
+/// each bundle once. The upload `ledger` tells which hosted links can be refreshed.
+pub fn plan(
+    paths: &PlexPaths,
+    db: &Db,
+    spec: &Spec,
+    flags: &Overrides,
+    ledger: &Ledger,
+) -> Result<Planned> {
     let root = paths.root.as_path();
     let lib = Library::read(db)?;
     let plan_spec = spec.resolve(&lib.sections, flags)?;
@@ -37,12 +44,16 @@ pub fn plan(paths: &PlexPaths, db: &Db, spec: &Spec, flags: &Overrides) -> Resul
     let mut warnings = Vec::new();
     if host.is_none() && plan_spec.sections.iter().any(|s| s.stage >= 4) {
         warnings.push(
-            "stage 4 uploads frame grabs to an image host, and none is configured (image_host in the SPEC); planning stage 3 for them"
+            "stage 4 uploads frame grabs to an image host, and none is configured (image_host in the SPEC, or --image-host discord); planning stage 3 for them"
                 .to_string(),
         );
     }
     let input = library::Inputs::read(root, db, &lib)?;
-    let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref())?;
+    let margin =
+        spec.host(flags)?.and_then(|h| h.refresh_margin()).unwrap_or(DEFAULT_REFRESH_MARGIN);
+    let links =
+        library::Links { ledger, now: crate::apply::hosts::now(), margin: margin.as_secs() as i64 };
+    let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref(), &links)?;
     if let Some(step) = plan_spec.bundles {
         let b = bundles::plan(
             &input,

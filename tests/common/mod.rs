@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod plex;
+pub mod stand_in;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
