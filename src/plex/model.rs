@@ -102,8 +102,6 @@ pub struct Item {
     pub title: String,
     /// `index` (season or episode number).
     pub index: Option<i64>,
-    /// `guid`.
-    pub guid: String,
     /// `hash`, names the item's bundle; never recomputed.
     pub hash: Option<String>,
     /// Image columns, in [`super::db::Schema::metadata_items`] order.
@@ -251,7 +249,7 @@ fn read_items(db: &Db) -> Result<Vec<Item>, DbError> {
     let cols = &db.schema.metadata_items;
     let sql = format!(
         "SELECT id, library_section_id, parent_id, coalesce(metadata_type, 0), coalesce(title, ''), \
-         \"index\", coalesce(guid, ''), hash{} FROM metadata_items ORDER BY id",
+         \"index\", hash{} FROM metadata_items ORDER BY id",
         extra_columns(cols)
     );
     query(db, &sql, |r| {
@@ -262,9 +260,8 @@ fn read_items(db: &Db) -> Result<Vec<Item>, DbError> {
             metadata_type: r.get(3)?,
             title: r.get(4)?,
             index: r.get(5)?,
-            guid: r.get(6)?,
-            hash: r.get(7)?,
-            images: images(r, 8, cols.len())?,
+            hash: r.get(6)?,
+            images: images(r, 7, cols.len())?,
         })
     })
 }

@@ -256,6 +256,8 @@ pub fn plan(
             None => Ok(vec![]),
         })
         .collect();
+    // Exact reservations: a growing Vec of a few hundred thousand changes would double.
+    out.changes.reserve_exact(bundle_changes.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
     for result in bundle_changes {
         match result {
             Ok(changes) => out.changes.extend(changes),
@@ -291,6 +293,7 @@ pub fn plan(
             tree::changes(bundle, &found, |_| true, usize::MAX, Some(*item))
         })
         .collect();
+    out.changes.reserve_exact(media_changes.len());
     out.changes.extend(media_changes);
 
     // Hosted links that expire: refreshed through the host that posted them.

@@ -83,6 +83,10 @@ pub fn plan(
     } else if !attention.is_empty() {
         warnings.push(attention_warning(&attention));
     }
+    // What the DB said is no longer needed: free it before the changeset is sorted and written.
+    drop(input);
+    drop(planned.in_use);
+    drop(lib);
     let changeset = Changeset::new(
         &root.to_string_lossy(),
         plan_spec,

@@ -59,11 +59,21 @@ pub fn collect(db: &Db, lib: &Library, tags: &[Tag]) -> Vec<ColumnRef> {
     out
 }
 
-/// The set of paths in use.
+/// The set of paths in use. Paths are kept as 64-bit digests, which keeps a million-file
+/// library's set small; a collision could only make an unused file look used (kept), never the
+/// reverse.
 #[derive(Debug, Default)]
 pub struct InUse {
-    paths: HashSet<String>,
-    names: HashSet<String>,
+    paths: HashSet<u64>,
+    names: HashSet<u64>,
+}
+
+/// A fixed-key digest of a path or name (the same in every run).
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 impl InUse {
@@ -80,7 +90,7 @@ impl InUse {
             match &r.path {
                 Some(path) => in_use.add_with_targets(root, path),
                 None => {
-                    in_use.names.extend(r.name.clone());
+                    in_use.names.extend(r.name.as_deref().map(digest));
                 }
             }
         }
@@ -91,7 +101,7 @@ impl InUse {
     fn add_with_targets(&mut self, root: &Path, path: &str) {
         let mut current = path.to_string();
         for _ in 0..8 {
-            if !self.paths.insert(current.clone()) {
+            if !self.paths.insert(digest(&current)) {
                 return;
             }
             let Ok(target) = std::fs::read_link(root.join(&current)) else { return };
@@ -104,9 +114,9 @@ impl InUse {
 
     /// Whether the file at `path` (relative to the plex dir) is in use.
     pub fn contains(&self, path: &str) -> bool {
-        self.paths.contains(path)
+        self.paths.contains(&digest(path))
             || (!self.names.is_empty()
-                && path.rsplit('/').next().is_some_and(|name| self.names.contains(name)))
+                && path.rsplit('/').next().is_some_and(|name| self.names.contains(&digest(name))))
     }
 
     /// How many paths are in use.
