@@ -177,9 +177,11 @@ pub struct PlexArgs {
 /// `tidyplex serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The image folder (a `dir` image host's `path`)
+    /// A SPEC whose image_host is `dir`: its `path` is served
+    pub spec: Option<PathBuf>,
+    /// The image folder (a `dir` image host's `path`) [default: the SPEC's]
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
     /// Address to listen on (the SPEC's public_url must reach it: http://ADDR/i)
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub bind: String,
@@ -371,10 +373,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => run_cmd(global, args),
         Command::Plex(args) => plex_cmd(global, args),
         Command::Serve(args) => {
-            crate::serve::serve(&args.dir, &args.bind, |addr| {
+            let dir = serve_dir(&args)?;
+            crate::serve::serve(&dir, &args.bind, |addr| {
                 let _ = print(&format!(
                     "Serving {} at http://{addr}/i/<blake3>.<ext> (Ctrl-C stops)\n",
-                    args.dir.display()
+                    dir.display()
                 ));
             })?;
             Ok(0)
@@ -676,6 +679,23 @@ fn run_maintenance(spec: &Spec, cs: &Changeset, opts: &apply::Options) -> Result
             print(&format!("Plex maintenance did not finish: {e:#}\n"))?;
             Ok(if transient { 3 } else { 1 })
         }
+    }
+}
+
+/// The folder `serve` publishes: `--dir`, else the `path` of the SPEC's `dir` image host.
+fn serve_dir(args: &ServeArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.dir {
+        return Ok(dir.clone());
+    }
+    let Some(spec) = &args.spec else {
+        anyhow::bail!("serve needs the image folder: name it with --dir DIR, or give a SPEC whose image_host is dir");
+    };
+    match Spec::load(spec)?.image_host {
+        Some(crate::spec::ImageHost::Dir { path, .. }) => Ok(PathBuf::from(path)),
+        _ => anyhow::bail!(
+            "{} has no image_host of kind dir; name the folder with --dir DIR",
+            spec.display()
+        ),
     }
 }
 

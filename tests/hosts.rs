@@ -490,9 +490,14 @@ struct Serve(std::process::Child, String);
 
 impl Serve {
     fn start(folder: &Path) -> Serve {
+        Serve::with(&["--dir", folder.to_str().unwrap()])
+    }
+
+    /// `tidyplex serve --bind 127.0.0.1:0 ARGS…`, once it says where it listens.
+    fn with(args: &[&str]) -> Serve {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--dir"])
-            .arg(folder)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -535,6 +540,12 @@ fn dir_plan_apply_converges_and_serve_publishes_the_copies() {
     }
     let again = ok(tp(&dir, &["plan", spec], &[], &mut seen), 0);
     assert!(again.starts_with("No changes."), "{again}");
+    // A second server finds the folder in the SPEC and serves the same bytes.
+    let from_spec = Serve::with(&[spec]);
+    let u = &ups[0];
+    let (status, body) = get(&format!("http://{}/i/{}.jpg", from_spec.1, u.blake3));
+    assert_eq!(status, 200);
+    assert_eq!(blake3::hash(&body).to_hex().to_string(), u.blake3);
     // serve publishes nothing else.
     assert_eq!(get(&format!("{public}/{}.jpg", "0".repeat(64))).0, 404);
     assert_eq!(get(&format!("http://{}/i/../spec.yaml", serve.1)).0, 404);
