@@ -640,3 +640,28 @@ fn a_plex_call_is_validated_like_every_change() {
     let call = cs.changes.iter().find_map(|c| c.plex_call.clone()).unwrap();
     assert_eq!(call.action, PlexAction::Refresh);
 }
+
+/// `--strict` refuses the whole changeset when a Plex call's column changed since planning,
+/// even to an empty value, and calls nothing.
+#[test]
+fn strict_refuses_a_changeset_whose_plex_call_drifted() {
+    let (tmp, dir, _) = fixture(&[]);
+    break_images(&dir);
+    let (file, cs) = plan_to(tmp.path(), &dir, "repair.yaml", &["--stage", "1", "--repair"]);
+    let call = cs.changes.iter().find_map(|c| c.plex_call.clone()).expect("calls are planned");
+    conn(&dir)
+        .execute(
+            &format!("UPDATE metadata_items SET {} = '' WHERE id = ?1", call.column),
+            [call.id],
+        )
+        .unwrap();
+    let plex = PlexStandIn::start(TOKEN);
+    let before = without_state(snapshot(&dir));
+    let out = expect(
+        tp(&dir, &plex.url(), Some(TOKEN), &["apply", file.to_str().unwrap(), "--yes", "--strict"]),
+        1,
+    );
+    assert!(out.stderr.contains("drifted"), "{}", out.stderr);
+    assert_unchanged(&before, &without_state(snapshot(&dir)));
+    assert!(puts(&plex).is_empty(), "nothing was called");
+}

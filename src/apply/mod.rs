@@ -279,6 +279,14 @@ pub fn apply(
     if opts.strict {
         let mut all = writes.clone();
         all.extend(stage4.iter().cloned());
+        // A Plex call's precondition is its column's value, like a write's.
+        all.extend(cs.changes.iter().filter_map(|c| c.plex_call.as_deref()).map(|p| db::Write {
+            table: "metadata_items".into(),
+            id: p.id,
+            column: p.column.clone(),
+            from: Some(p.from.clone()),
+            to: String::new(),
+        }));
         strict_check(paths, &all, &deletions)?;
     }
     let tables: BTreeSet<String> = writes.iter().chain(&stage4).map(|w| w.table.clone()).collect();
@@ -400,8 +408,13 @@ fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -
     let db = Db::open(&paths.db)?;
     let mut drifted = Vec::new();
     for w in writes {
-        let now = db::current(db.conn(), w).map_err(|e| db.error(e))?;
-        if let db::Outcome::Drifted(_) = db::verdict(w, now) {
+        // Still `from`, or already the target (an empty `to` means the target is not known yet:
+        // uploads, link refreshes and Plex calls).
+        let drift = match db::current(db.conn(), w).map_err(|e| db.error(e))? {
+            Some(now) => now != w.from && (w.to.is_empty() || now.as_deref() != Some(&w.to)),
+            None => true,
+        };
+        if drift {
             drifted.push(format!("{} {} {}", w.table, w.id, w.column));
         }
     }
