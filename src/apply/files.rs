@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::changeset::{self, DeleteDir, DeleteFile, Op};
+use crate::changeset::{DeleteDir, DeleteFile, Op};
 use crate::plex::locate::PlexPaths;
 use crate::scan::refs::InUse;
 use crate::scan::tree;
@@ -164,8 +164,7 @@ fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
         Ok(entries) => entries,
         Err(e) => return Found::Failed(format!("{e:#}")),
     };
-    let listing = entries.iter().map(|e| (&e.path[d.path.len() + 1..], e.is_link, e.size));
-    if changeset::digest(listing) != d.digest {
+    if tree::listing_digest(&d.path, &entries) != d.digest {
         return Found::Drifted(format!("{}/ changed since planning", d.path));
     }
     Found::AsPlanned(entries.into_iter().map(|e| e.path).collect())

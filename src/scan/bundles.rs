@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::library::{self, Inputs};
 use super::refs::InUse;
 use super::tree;
-use crate::changeset::{Change, DeleteDir};
+use crate::changeset::Change;
 use crate::plex::bundle::{self, Kind};
 use crate::plex::model::types;
 
@@ -151,14 +151,5 @@ fn bundles_in(plex: &Path, root: &str, warnings: &mut Vec<String>) -> Vec<(Strin
 /// A `delete_dir` of a whole bundle, with the digest of its listing.
 fn whole(root: &Path, rel: &str) -> Result<Change> {
     let entries = tree::walk(root, rel)?;
-    let listing = entries.iter().map(|e| (&e.path[rel.len() + 1..], e.is_link, e.size));
-    Ok(Change::delete_dir(
-        None,
-        DeleteDir {
-            path: rel.to_string(),
-            files: entries.len() as u64,
-            bytes: entries.iter().map(|e| e.size).sum(),
-            digest: crate::changeset::digest(listing),
-        },
-    ))
+    Ok(Change::delete_dir(None, tree::whole_dir(rel, &entries)))
 }

@@ -103,18 +103,30 @@ pub fn changes(
         }
     }
     for (dir, entries) in collapsed {
-        let listing = entries.iter().map(|e| (&e.path[dir.len() + 1..], e.is_link, e.size));
-        out.push(Change::delete_dir(
-            item,
-            DeleteDir {
-                path: dir.to_string(),
-                files: entries.len() as u64,
-                bytes: entries.iter().map(|e| e.size).sum(),
-                digest: changeset::digest(listing),
-            },
-        ));
+        out.push(Change::delete_dir(item, whole_dir(dir, entries.iter().copied())));
     }
     out
+}
+
+/// A `delete_dir` of `dir` (changeset path) whose non-directory entries are `entries`.
+pub fn whole_dir<'a, I>(dir: &str, entries: I) -> DeleteDir
+where
+    I: IntoIterator<Item = &'a Entry>,
+    I::IntoIter: Clone,
+{
+    let entries = entries.into_iter();
+    DeleteDir {
+        path: dir.to_string(),
+        files: entries.clone().count() as u64,
+        bytes: entries.clone().map(|e| e.size).sum(),
+        digest: listing_digest(dir, entries),
+    }
+}
+
+/// The digest [`DeleteDir::digest`] records for the entries below `dir`: names relative to it,
+/// kinds and sizes (see [`changeset::digest`]).
+pub fn listing_digest<'a>(dir: &str, entries: impl IntoIterator<Item = &'a Entry>) -> String {
+    changeset::digest(entries.into_iter().map(|e| (&e.path[dir.len() + 1..], e.is_link, e.size)))
 }
 
 /// The folders under `rel` (relative to `root`), at least `min_depth` levels below it, that
@@ -155,10 +167,7 @@ pub fn empty_dirs(root: &Path, rel: &str, min_depth: usize) -> Result<Vec<String
 
 /// A `delete_dir` of a folder that holds no file.
 pub fn empty_dir_change(path: String, item: Option<i64>) -> Change {
-    Change::delete_dir(
-        item,
-        DeleteDir { path, files: 0, bytes: 0, digest: changeset::digest(std::iter::empty()) },
-    )
+    Change::delete_dir(item, whole_dir(&path, []))
 }
 
 /// The folders containing `path` that are at least `min_depth` levels below `base`, shallowest
