@@ -171,14 +171,23 @@ fn is_busy(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The current value of a write's column, `None` in the outer option when the row is gone.
-pub fn current(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<String>>> {
-    conn.query_row(
-        &format!("SELECT \"{}\" FROM \"{}\" WHERE id = ?1", w.column, w.table),
-        [w.id],
-        |r| r.get::<_, Option<String>>(0),
-    )
+/// The current value of `table.column` in row `id`, `None` in the outer option when the row
+/// is gone. The names come from a validated changeset (image columns only).
+pub fn current(
+    conn: &Connection,
+    table: &str,
+    id: i64,
+    column: &str,
+) -> rusqlite::Result<Option<Option<String>>> {
+    conn.query_row(&format!("SELECT \"{column}\" FROM \"{table}\" WHERE id = ?1"), [id], |r| {
+        r.get::<_, Option<String>>(0)
+    })
     .optional()
+}
+
+/// [`current`] of a write's column.
+fn current_of(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<String>>> {
+    current(conn, &w.table, w.id, &w.column)
 }
 
 /// What a write would do given the column's current value.
@@ -214,7 +223,7 @@ fn transaction(conn: &Connection, batch: &[Write], aside: bool) -> Result<Vec<Ou
         }
         let mut out = Vec::with_capacity(batch.len());
         for w in batch {
-            let outcome = verdict(w, current(conn, w)?);
+            let outcome = verdict(w, current_of(conn, w)?);
             if outcome == Outcome::Applied {
                 conn.execute(
                     &format!("UPDATE \"{}\" SET \"{}\" = ?1 WHERE id = ?2", w.table, w.column),
@@ -252,7 +261,7 @@ fn through_plex_sqlite(
     let mut planned = Vec::with_capacity(batch.len());
     let mut script = String::from(".bail on\nPRAGMA busy_timeout = 2000;\nBEGIN IMMEDIATE;\n");
     for w in batch {
-        let outcome = verdict(w, current(conn, w)?);
+        let outcome = verdict(w, current_of(conn, w)?);
         if outcome == Outcome::Applied {
             let guard = match &w.from {
                 Some(from) => format!("= {}", literal(from)?),
@@ -294,7 +303,7 @@ fn through_plex_sqlite(
     let mut out = Vec::with_capacity(batch.len());
     for (w, p) in batch.iter().zip(planned) {
         out.push(match p {
-            Outcome::Applied => match current(conn, w)? {
+            Outcome::Applied => match current_of(conn, w)? {
                 Some(Some(v)) if v == w.to => Outcome::Applied,
                 other => Outcome::Drifted(other.flatten()),
             },

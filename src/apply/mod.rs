@@ -260,36 +260,20 @@ pub fn apply(
         .filter_map(|c| c.op())
         .filter(|op| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
         .collect();
-    let stage4: Vec<db::Write> = cs
+    if opts.strict {
+        strict_check(paths, cs, &deletions)?;
+    }
+    // Uploads and link refreshes write their table too, once hosted.
+    let tables: BTreeSet<String> = cs
         .changes
         .iter()
         .filter_map(|c| match c.op() {
-            Some(Op::Upload(u)) => Some((&u.table, u.id, &u.column, u.from.clone())),
-            Some(Op::RefreshLink(r)) => Some((&r.table, r.id, &r.column, Some(r.from.clone()))),
+            Some(Op::SetUrl(s)) => Some(s.table.clone()),
+            Some(Op::Upload(u)) => Some(u.table.clone()),
+            Some(Op::RefreshLink(r)) => Some(r.table.clone()),
             _ => None,
         })
-        .map(|(table, id, column, from)| db::Write {
-            table: table.clone(),
-            id,
-            column: column.clone(),
-            from,
-            to: String::new(),
-        })
         .collect();
-    if opts.strict {
-        let mut all = writes.clone();
-        all.extend(stage4.iter().cloned());
-        // A Plex call's precondition is its column's value, like a write's.
-        all.extend(cs.changes.iter().filter_map(|c| c.plex_call.as_deref()).map(|p| db::Write {
-            table: "metadata_items".into(),
-            id: p.id,
-            column: p.column.clone(),
-            from: Some(p.from.clone()),
-            to: String::new(),
-        }));
-        strict_check(paths, &all, &deletions)?;
-    }
-    let tables: BTreeSet<String> = writes.iter().chain(&stage4).map(|w| w.table.clone()).collect();
     let strategy = if tables.is_empty() {
         None
     } else {
@@ -403,19 +387,29 @@ pub fn apply(
     Ok(report)
 }
 
-/// `--strict`: refuses the whole changeset when any precondition no longer holds.
-fn strict_check(paths: &PlexPaths, writes: &[db::Write], deletions: &[Op<'_>]) -> Result<()> {
+/// `--strict`: refuses the whole changeset when any precondition no longer holds: a column
+/// that holds neither its planned value nor (for a URL write) its target, or a file or folder
+/// that changed.
+fn strict_check(paths: &PlexPaths, cs: &Changeset, deletions: &[Op<'_>]) -> Result<()> {
     let db = Db::open(&paths.db)?;
     let mut drifted = Vec::new();
-    for w in writes {
-        // Still `from`, or already the target (an empty `to` means the target is not known yet:
-        // uploads, link refreshes and Plex calls).
-        let drift = match db::current(db.conn(), w).map_err(|e| db.error(e))? {
-            Some(now) => now != w.from && (w.to.is_empty() || now.as_deref() != Some(&w.to)),
+    for change in &cs.changes {
+        // (table, id, column, planned value, target when known)
+        let (table, id, column, from, to) = match change.op() {
+            Some(Op::SetUrl(s)) => {
+                (s.table.as_str(), s.id, &s.column, s.from.as_deref(), Some(s.to.as_str()))
+            }
+            Some(Op::Upload(u)) => (u.table.as_str(), u.id, &u.column, u.from.as_deref(), None),
+            Some(Op::RefreshLink(r)) => (r.table.as_str(), r.id, &r.column, Some(&*r.from), None),
+            Some(Op::PlexCall(p)) => ("metadata_items", p.id, &p.column, Some(&*p.from), None),
+            _ => continue,
+        };
+        let drift = match db::current(db.conn(), table, id, column).map_err(|e| db.error(e))? {
+            Some(now) => now.as_deref() != from && (to.is_none() || now.as_deref() != to),
             None => true,
         };
         if drift {
-            drifted.push(format!("{} {} {}", w.table, w.id, w.column));
+            drifted.push(format!("{table} {id} {column}"));
         }
     }
     for op in deletions {

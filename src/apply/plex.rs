@@ -104,14 +104,7 @@ pub fn call_all(
     let db = Db::open(&paths.db)?;
     let mut due = Vec::new();
     for p in calls {
-        let w = db::Write {
-            table: "metadata_items".into(),
-            id: p.id,
-            column: p.column.clone(),
-            from: Some(p.from.clone()),
-            to: String::new(),
-        };
-        match db::current(db.conn(), &w).map_err(|e| db.error(e))? {
+        match db::current(db.conn(), "metadata_items", p.id, &p.column).map_err(|e| db.error(e))? {
             Some(Some(now)) if now == p.from => due.push(p),
             Some(now) => {
                 report.drifted.push(format!(

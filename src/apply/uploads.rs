@@ -217,8 +217,7 @@ fn check_upload(
     if u.host != host.name() {
         return Ok(Check::Drifted(format!("{name}: this apply uploads to {}", host.name())));
     }
-    let w = write(&u.table, u.id, &u.column, u.from.clone(), "");
-    let now = db::current(db.conn(), &w).map_err(|e| db.error(e))?;
+    let now = db::current(db.conn(), &u.table, u.id, &u.column).map_err(|e| db.error(e))?;
     let abs = files::absolute(paths, &u.path);
     let file = match file_as_planned(paths, &abs, u) {
         Ok(file) => file,
@@ -284,8 +283,7 @@ fn planned_file(abs: &std::path::Path, u: &Upload) -> Option<DeleteFile> {
 }
 
 fn check_refresh(db: &Db, ledger: &Ledger, r: &RefreshLink) -> Result<Check> {
-    let w = write(&r.table, r.id, &r.column, Some(r.from.clone()), "");
-    let now = db::current(db.conn(), &w).map_err(|e| db.error(e))?;
+    let now = db::current(db.conn(), &r.table, r.id, &r.column).map_err(|e| db.error(e))?;
     Ok(match now {
         Some(Some(v)) if v == r.from => Check::Go(PathBuf::new()),
         Some(Some(v))
