@@ -275,9 +275,10 @@ fn tampered_changesets_are_refused_whole() {
         text.lines().find(|l| l.trim_start().starts_with("to: https://")).unwrap().to_string();
     // A folder inside Metadata that is a symlink to somewhere else.
     let outside = tmp.path().join("precious");
-    std::fs::create_dir_all(outside.join("inner")).unwrap();
-    std::fs::write(outside.join("inner/photo.jpg"), "keep me").unwrap();
-    std::os::unix::fs::symlink(&outside, dir.join("Metadata/Movies/zz")).unwrap();
+    let inner = format!("{}.bundle/Contents/_combined/posters", "0".repeat(38));
+    std::fs::create_dir_all(outside.join(&inner)).unwrap();
+    std::fs::write(outside.join(&inner).join("photo.jpg"), "keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("Metadata/Movies/ff")).unwrap();
     let cases = [
         (first_path.clone(), "    path: /etc/passwd".to_string(), "not a relative path"),
         (first_path.clone(), "    path: Metadata/../Preferences.xml".to_string(), "`..`"),
@@ -286,7 +287,7 @@ fn tampered_changesets_are_refused_whole() {
             "    path: Plug-in Support/Databases/com.plexapp.plugins.library.db".to_string(),
             "outside the cleanable",
         ),
-        (first_path.clone(), "    path: Metadata/Movies/zz/inner/photo.jpg".to_string(), "symlink"),
+        (first_path.clone(), format!("    path: Metadata/Movies/ff/{inner}/photo.jpg"), "symlink"),
         (first_to.clone(), "    to: ftp://example.com/x.jpg".to_string(), "not an http(s) URL"),
         (
             "    column: user_thumb_url".to_string(),
@@ -305,7 +306,7 @@ fn tampered_changesets_are_refused_whole() {
     }
     assert_unchanged(&before, &snapshot(&dir));
     assert_eq!(untouchable(&dir), db_before);
-    assert!(outside.join("inner/photo.jpg").exists());
+    assert!(outside.join(&inner).join("photo.jpg").exists());
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use crate::changeset::{DeleteDir, DeleteFile, Op};
+use crate::plex::bundle::{self, Content};
 use crate::plex::locate::PlexPaths;
 use crate::scan::refs::InUse;
 use crate::scan::tree;
@@ -113,8 +114,9 @@ pub enum Found {
     Drifted(String),
     /// Cannot be inspected or is behind a symlinked folder.
     Failed(String),
-    /// As planned: these paths (the file, or every entry of the folder) go if none is referenced.
-    AsPlanned(Vec<String>),
+    /// As planned: these entries (the file, or every entry of the folder) go if none is
+    /// referenced.
+    AsPlanned(Vec<tree::Entry>),
 }
 
 /// Checks a deletion's precondition without changing anything.
@@ -146,7 +148,13 @@ fn inspect_file(paths: &PlexPaths, f: &DeleteFile) -> Found {
             f.path, f.size, f.mtime
         ));
     }
-    Found::AsPlanned(vec![f.path.clone()])
+    Found::AsPlanned(vec![tree::Entry {
+        path: f.path.clone(),
+        is_link: meta.file_type().is_symlink(),
+        size,
+        mtime,
+        shared: tree::shared(&meta),
+    }])
 }
 
 fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
@@ -167,7 +175,7 @@ fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
     if tree::listing_digest(&d.path, &entries) != d.digest {
         return Found::Drifted(format!("{}/ changed since planning", d.path));
     }
-    Found::AsPlanned(entries.into_iter().map(|e| e.path).collect())
+    Found::AsPlanned(entries)
 }
 
 /// Deletes what `inspect` found as planned, unless a path in it is referenced. `remove_file`
@@ -179,12 +187,29 @@ fn carry_out(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
         Found::Failed(why) => return Outcome::Failed(why),
         Found::AsPlanned(inside) => inside,
     };
-    if let Some(used) = inside.iter().find(|p| in_use.contains(p)) {
-        return Outcome::Referenced(used.clone());
+    let target = match op {
+        Op::DeleteFile(f) => &f.path,
+        Op::DeleteDir(d) => &d.path,
+        _ => return Outcome::Failed("not a deletion".into()),
+    };
+    if let Some(why) = in_use.unresolved(target) {
+        return Outcome::Referenced(why);
+    }
+    if let Some(used) = inside.iter().find(|e| in_use.contains_entry(e)) {
+        return Outcome::Referenced(used.path.clone());
+    }
+    // Inside a live bundle only images go, whatever the changeset says (whole bundles and
+    // cache entries go whole).
+    let whole = target.starts_with("Cache/PhotoTranscoder/")
+        || matches!(op, Op::DeleteDir(d) if bundle::is_bundle_dir(&d.path));
+    if !whole {
+        if let Some(e) = inside.iter().find(|e| bundle::content(&e.path) != Content::Image) {
+            return Outcome::Referenced(format!("{} (not an image: kept)", e.path));
+        }
     }
     let (removed, path, files, bytes, slash) = match op {
         Op::DeleteFile(f) => {
-            (std::fs::remove_file(absolute(paths, &f.path)), &f.path, 1, f.size, "")
+            (std::fs::remove_file(absolute(paths, &f.path)), &f.path, 1, f.freed(), "")
         }
         Op::DeleteDir(d) => {
             (std::fs::remove_dir_all(absolute(paths, &d.path)), &d.path, d.files, d.bytes, "/")

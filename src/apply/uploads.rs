@@ -279,6 +279,7 @@ fn planned_file(abs: &std::path::Path, u: &Upload) -> Option<DeleteFile> {
         path: u.path.clone(),
         size: u.size,
         mtime: crate::scan::tree::mtime(&meta),
+        shared: false,
     })
 }
 

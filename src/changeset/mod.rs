@@ -184,6 +184,21 @@ pub struct DeleteFile {
     pub size: u64,
     /// Modification time, seconds since the epoch (of the link itself for a symlink).
     pub mtime: i64,
+    /// Another name of the same file (a hard link) carries its bytes, or stays: deleting this
+    /// name frees nothing by itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+}
+
+impl DeleteFile {
+    /// The bytes deleting it frees: its size, or 0 for a [`DeleteFile::shared`] name.
+    pub fn freed(&self) -> u64 {
+        if self.shared {
+            0
+        } else {
+            self.size
+        }
+    }
 }
 
 /// Delete a folder, if its listing still has this digest.
@@ -195,7 +210,8 @@ pub struct DeleteDir {
     pub path: String,
     /// Files (non-directories) inside.
     pub files: u64,
-    /// Bytes of the regular files inside.
+    /// Bytes deleting it frees: of the regular files inside, each file once however many
+    /// names (hard links) it has, and none for a file whose other names stay.
     pub bytes: u64,
     /// blake3 of the sorted listing (see [`digest`]).
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
@@ -406,7 +422,7 @@ impl Changeset {
                 Some(Op::RefreshLink(_)) => summary.link_refreshes += 1,
                 Some(Op::DeleteFile(f)) => {
                     summary.files += 1;
-                    summary.bytes += f.size;
+                    summary.bytes += f.freed();
                 }
                 Some(Op::DeleteDir(d)) => {
                     summary.files += d.files;

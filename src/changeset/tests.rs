@@ -16,9 +16,10 @@ fn sample() -> Changeset {
         Change::delete_file(
             Some(7),
             DeleteFile {
-                path: "Metadata/Movies/a/bc.bundle/Uploads/posters/ff".into(),
+                path: "Metadata/Movies/a/bcdef0123456789abcdef0123456789abcdef01.bundle/Uploads/posters/ff".into(),
                 size: 10,
                 mtime: 5,
+                shared: false,
             },
         ),
         Change::set_url(
@@ -34,7 +35,7 @@ fn sample() -> Changeset {
         Change::delete_dir(
             Some(3),
             DeleteDir {
-                path: "Metadata/TV Shows/1/23.bundle/Contents/com.plexapp.agents.thetvdb".into(),
+                path: "Metadata/TV Shows/1/23456789abcdef0123456789abcdef012345678.bundle/Contents/com.plexapp.agents.thetvdb".into(),
                 files: 4,
                 bytes: 1000,
                 digest: digest([("a", false, 1), ("b", true, 0)]),
@@ -42,7 +43,7 @@ fn sample() -> Changeset {
         ),
         Change::delete_file(
             None,
-            DeleteFile { path: "Cache/PhotoTranscoder/ab/cd.jpg".into(), size: 3, mtime: 1 },
+            DeleteFile { path: "Cache/PhotoTranscoder/ab/cd.jpg".into(), size: 3, mtime: 1, shared: false },
         ),
     ];
     let spec = PlanSpec {
@@ -117,6 +118,17 @@ fn malformed_changesets_are_refused() {
         ("    digest: ", "    digest: zz", "not 64 hex"),
         ("- item: 3\n", "- item: 99\n", "item 99 is not listed"),
         ("    size: 3\n", "    size: -3\n", "cannot be read"),
+        (
+            "Uploads/posters/ff",
+            "Contents/_combined/tracks/ab/lyrics/com.plexapp.agents.lyricfind_ab",
+            "not a file tidyplex deletes",
+        ),
+        ("Uploads/posters/ff", "Contents/_combined/Info.xml", "not a file tidyplex deletes"),
+        (
+            "path: Metadata/TV Shows/1/",
+            "path: Metadata/TV Shows/1/not-a-hash.bundle/",
+            "not a bundle",
+        ),
     ];
     for (from, to, expected) in cases {
         let err = tampered(from, to);
@@ -127,8 +139,12 @@ fn malformed_changesets_are_refused() {
 #[test]
 fn a_change_must_hold_exactly_one_operation() {
     let mut cs = sample();
-    cs.changes[0].delete_file =
-        Some(Box::new(DeleteFile { path: "Metadata/Movies/x".into(), size: 0, mtime: 0 }));
+    cs.changes[0].delete_file = Some(Box::new(DeleteFile {
+        path: "Metadata/Movies/x".into(),
+        size: 0,
+        mtime: 0,
+        shared: false,
+    }));
     let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
     cs.changes[0] = Change {

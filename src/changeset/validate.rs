@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{Changeset, Op, FORMAT};
+use crate::plex::bundle::{self, Content};
 use crate::plex::columns;
 
 /// Why a changeset is refused (always whole: nothing of it is applied).
@@ -126,9 +127,13 @@ impl Changeset {
                     check_column(&s.table, &s.column).map_err(invalid)?;
                     check_http(&s.to).map_err(invalid)?;
                 }
-                Op::DeleteFile(f) => check_path(&f.path).map_err(invalid)?,
+                Op::DeleteFile(f) => {
+                    check_path(&f.path).map_err(invalid)?;
+                    check_deletable_file(&f.path).map_err(invalid)?;
+                }
                 Op::DeleteDir(d) => {
                     check_path(&d.path).map_err(invalid)?;
+                    check_deletable_dir(&d.path).map_err(invalid)?;
                     check_hex(&d.digest, "digest").map_err(invalid)?;
                 }
                 Op::Upload(u) => {
@@ -174,6 +179,24 @@ pub fn check_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A file a `delete_file` may name: a cache entry or an image ([`bundle::content`]).
+fn check_deletable_file(path: &str) -> Result<(), String> {
+    if path.starts_with("Cache/PhotoTranscoder/") || bundle::content(path) == Content::Image {
+        return Ok(());
+    }
+    Err(format!(
+        "`{path}` is not a file tidyplex deletes (only images in a bundle's image folders, Media analysis images and cache entries)"
+    ))
+}
+
+/// A folder a `delete_dir` may name: a cache folder, a whole bundle or a folder inside one.
+fn check_deletable_dir(path: &str) -> Result<(), String> {
+    if path.starts_with("Cache/PhotoTranscoder/") || bundle::bundle_of(path).is_some() {
+        return Ok(());
+    }
+    Err(format!("`{path}` is not a bundle, a folder inside one or a cache folder"))
 }
 
 fn check_column(table: &str, column: &str) -> Result<(), String> {

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::library::{self, Inputs};
 use super::refs::InUse;
 use super::tree;
+use super::usage::Usage;
 use crate::changeset::Change;
 use crate::plex::bundle::{self, Kind};
 use crate::plex::model::types;
@@ -27,6 +28,8 @@ pub struct BundlePlan {
     pub changes: Vec<(u8, Change)>,
     /// Bundle folders left alone, and why.
     pub warnings: Vec<String>,
+    /// Files in the live bundles walked by step 3 that are neither images nor XML: kept.
+    pub unknown: Usage,
 }
 
 /// Plans bundle cleanup up to `step`. Step 3 covers live bundles of the items of `sections`
@@ -103,13 +106,16 @@ pub fn plan(
             .filter(|i| lib.bundle_owner(i).is_some_and(|o| o.id == i.id))
             .filter_map(|i| Some((i.id, lib.bundle_of(i)?)))
             .collect();
-        let found: Vec<Result<Vec<Change>, String>> = owners
+        let found: Vec<Result<library::Findings, String>> = owners
             .par_iter()
             .map(|(id, b)| library::unused_in_bundle(input.root, b, *id, in_use, true))
             .collect();
         for result in found {
             match result {
-                Ok(changes) => out.changes.extend(changes.into_iter().map(|c| (3, c))),
+                Ok(found) => {
+                    out.changes.extend(found.changes.into_iter().map(|c| (3, c)));
+                    out.unknown.merge(&found.unknown);
+                }
                 Err(warning) => out.warnings.push(warning),
             }
         }

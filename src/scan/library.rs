@@ -1,7 +1,9 @@
 //! Library cleanup stages 1–4 for the chosen sections (design.md §1). Read-only: it emits
 //! changes; `apply` executes them.
 //!
-//! 1. Files in the sections' Metadata bundles that no column references (XML always stays).
+//! 1. Images in the sections' Metadata bundles that no column references. Only files in known
+//!    image folders are images ([`bundle::content`]); XML and everything else (lyrics,
+//!    subtitles, files of unknown agents) always stays and is counted as unknown.
 //! 2. Columns on a local `metadata://`/`upload://` file whose provider URL is known are switched
 //!    to it; the files this frees go too.
 //! 3. Media-bundle analysis images (`Thumbnails/thumb*.jpg`, `Art/art*.jpg`) nothing references.
@@ -15,6 +17,7 @@ use rayon::prelude::*;
 
 use super::refs::{self, ColumnRef, InUse};
 use super::tree::{self, Entry};
+use super::usage::Usage;
 use crate::apply::hosts::{discord, ledger::Ledger};
 use crate::changeset::{Change, ItemInfo, RefreshLink, SectionStage, SetUrl, Upload};
 use crate::plex::db::Db;
@@ -31,6 +34,8 @@ pub struct LibraryPlan {
     pub items: BTreeMap<i64, ItemInfo>,
     /// Local columns left alone because no provider URL is known.
     pub kept_local: u64,
+    /// Files in the walked bundles that are neither images nor XML: always kept.
+    pub unknown: Usage,
     /// Things worth telling the user (skipped bundles, unreadable XML).
     pub warnings: Vec<String>,
     /// What stays referenced once the planned switches are made.
@@ -249,18 +254,23 @@ pub fn plan(
     drop(all_refs);
 
     // Stages 1–2: unreferenced files in each owner's bundle.
-    let bundle_changes: Vec<Result<Vec<Change>, String>> = owners
+    let bundle_changes: Vec<Result<Findings, String>> = owners
         .par_iter()
         .map(|owner| match lib.bundle_of(owner) {
             Some(bundle) => unused_in_bundle(input.root, &bundle, owner.id, &in_use, false),
-            None => Ok(vec![]),
+            None => Ok(Findings::default()),
         })
         .collect();
     // Exact reservations: a growing Vec of a few hundred thousand changes would double.
-    out.changes.reserve_exact(bundle_changes.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
+    out.changes.reserve_exact(
+        bundle_changes.iter().map(|r| r.as_ref().map_or(0, |f| f.changes.len())).sum(),
+    );
     for result in bundle_changes {
         match result {
-            Ok(changes) => out.changes.extend(changes),
+            Ok(found) => {
+                out.changes.extend(found.changes);
+                out.unknown.merge(&found.unknown);
+            }
             Err(warning) => out.warnings.push(warning),
         }
     }
@@ -279,13 +289,14 @@ pub fn plan(
         .par_iter()
         .flat_map_iter(|(item, bundle)| {
             let mut found = Vec::new();
-            for (folder, prefix) in [("Thumbnails", "thumb"), ("Art", "art")] {
+            if in_use.unresolved(bundle).is_some() {
+                return Vec::new();
+            }
+            for folder in ["Thumbnails", "Art"] {
                 let rel = format!("{bundle}/Contents/{folder}");
                 for e in tree::walk(input.root, &rel).unwrap_or_default() {
-                    let name = &e.path[rel.len() + 1..];
-                    let analysis =
-                        name.starts_with(prefix) && name.ends_with(".jpg") && !name.contains('/');
-                    if analysis && !in_use.contains(&e.path) {
+                    let image = bundle::content(&e.path) == bundle::Content::Image;
+                    if image && !in_use.contains_entry(&e) {
                         found.push(e);
                     }
                 }
@@ -351,17 +362,38 @@ pub fn plan(
     Ok(out)
 }
 
-/// Files in `bundle` (relative to `root`) that nothing in `in_use` references, XML excepted, as
-/// changes of `owner`; with `empty_dirs`, also the folders inside that hold no file at all.
+/// What one bundle's walk found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Deletions of the images nothing references (and of empty folders, when asked).
+    pub changes: Vec<Change>,
+    /// Files that are neither images nor XML: kept.
+    pub unknown: Usage,
+}
+
+/// Images in `bundle` (relative to `root`) that nothing in `in_use` references, as changes of
+/// `owner`; with `empty_dirs`, also the folders inside that hold no file at all. A bundle with
+/// an in-use link that cannot be followed is refused whole (the error is the warning to show).
 pub fn unused_in_bundle(
     root: &Path,
     bundle: &str,
     owner: i64,
     in_use: &InUse,
     empty_dirs: bool,
-) -> Result<Vec<Change>, String> {
+) -> Result<Findings, String> {
+    if let Some(why) = in_use.unresolved(bundle) {
+        return Err(why);
+    }
     let entries = tree::walk(root, bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
-    let doomed = |e: &Entry| !is_xml(&e.path) && !in_use.contains(&e.path);
+    let mut unknown = Usage::default();
+    for e in &entries {
+        if bundle::content(&e.path) == bundle::Content::Unknown {
+            unknown.files += 1;
+            unknown.bytes += e.size;
+        }
+    }
+    let doomed =
+        |e: &Entry| bundle::content(&e.path) == bundle::Content::Image && !in_use.contains_entry(e);
     let mut changes = tree::changes(bundle, &entries, doomed, 2, Some(owner));
     if empty_dirs {
         let gone: Vec<String> = changes
@@ -376,7 +408,7 @@ pub fn unused_in_bundle(
             }
         }
     }
-    Ok(changes)
+    Ok(Findings { changes, unknown })
 }
 
 /// Adds the context of every item `changes` mention to `items`.
@@ -459,10 +491,6 @@ pub fn is_placeholder(path: &Path) -> bool {
         }
         _ => false,
     }
-}
-
-fn is_xml(path: &str) -> bool {
-    path.rsplit('/').next().is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml"))
 }
 
 /// Parsed `Info.xml` files of one bundle, each read at most once.

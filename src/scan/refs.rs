@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
+use super::tree::{self, Entry, FileId};
 use crate::plex::db::Db;
 use crate::plex::model::{Library, Tag};
 use crate::plex::ImageUrl;
@@ -61,11 +62,16 @@ pub fn collect(db: &Db, lib: &Library, tags: &[Tag]) -> Vec<ColumnRef> {
 
 /// The set of paths in use. Paths are kept as 64-bit digests, which keeps a million-file
 /// library's set small; a collision could only make an unused file look used (kept), never the
-/// reverse.
+/// reverse. Files with several names (hard links) are also kept by identity, so every name of
+/// a file in use is in use.
 #[derive(Debug, Default)]
 pub struct InUse {
     paths: HashSet<u64>,
     names: HashSet<u64>,
+    files: HashSet<FileId>,
+    /// Bundles holding an in-use link whose target cannot be found inside the plex dir, with
+    /// one such link and its target: nothing in them may be deleted.
+    unresolved: std::collections::HashMap<String, (String, PathBuf)>,
 }
 
 /// A fixed-key digest of a path or name (the same in every run).
@@ -97,17 +103,28 @@ impl InUse {
         in_use
     }
 
-    /// Adds `path` and the chain of symlink targets it leads to (at most 8 hops).
+    /// Adds `path` and the chain of symlink targets it leads to (at most 8 hops), and the
+    /// identity of a hard-linked file at the end.
     fn add_with_targets(&mut self, root: &Path, path: &str) {
         let mut current = path.to_string();
         for _ in 0..8 {
             if !self.paths.insert(digest(&current)) {
                 return;
             }
+            let Ok(meta) = std::fs::symlink_metadata(root.join(&current)) else { return };
+            if !meta.file_type().is_symlink() {
+                self.files.extend(tree::shared_id(&meta));
+                return;
+            }
             let Ok(target) = std::fs::read_link(root.join(&current)) else { return };
             match link_target(root, &current, &target) {
                 Some(next) => current = next,
-                None => return,
+                None => {
+                    if let Some(bundle) = crate::plex::bundle::bundle_of(&current) {
+                        self.unresolved.entry(bundle.to_string()).or_insert((current, target));
+                    }
+                    return;
+                }
             }
         }
     }
@@ -117,6 +134,23 @@ impl InUse {
         self.paths.contains(&digest(path))
             || (!self.names.is_empty()
                 && path.rsplit('/').next().is_some_and(|name| self.names.contains(&digest(name))))
+    }
+
+    /// Whether the walked entry is in use: by its path, or as another name of a file in use.
+    pub fn contains_entry(&self, entry: &Entry) -> bool {
+        self.contains(&entry.path) || entry.shared.is_some_and(|s| self.files.contains(&s.id))
+    }
+
+    /// Why nothing in the bundle holding `path` may be deleted: an in-use link there whose
+    /// target lies outside the plex dir (a path seen from inside a container, say).
+    pub fn unresolved(&self, path: &str) -> Option<String> {
+        let bundle = crate::plex::bundle::bundle_of(path)?;
+        let (link, target) = self.unresolved.get(bundle)?;
+        Some(format!(
+            "{bundle} left alone: its link {link} points to {}, which is not inside the plex dir; \
+             run tidyplex where that path exists, or with --plex-dir set to the folder the link names",
+            target.display()
+        ))
     }
 
     /// How many paths are in use.
@@ -131,15 +165,19 @@ impl InUse {
 }
 
 /// Where a symlink at `link` (relative to `root`) with `target` points, relative to `root`;
-/// `None` when it leaves `root`.
+/// `None` when it leaves `root`. An absolute target outside `root` whose tail is
+/// `…/Plex Media Server/Metadata/…` or `…/Media/…` (the plex dir as a container or another
+/// machine sees it) is mapped onto `root`.
 pub fn link_target(root: &Path, link: &str, target: &Path) -> Option<String> {
     let joined: PathBuf = if target.is_absolute() {
         let canonical = root.canonicalize().ok();
         let rel = target
             .strip_prefix(root)
             .ok()
-            .or_else(|| canonical.as_deref().and_then(|c| target.strip_prefix(c).ok()))?;
-        rel.to_path_buf()
+            .or_else(|| canonical.as_deref().and_then(|c| target.strip_prefix(c).ok()))
+            .map(Path::to_path_buf)
+            .or_else(|| plex_tail(target))?;
+        rel
     } else {
         Path::new(link).parent().unwrap_or(Path::new("")).join(target)
     };
@@ -155,6 +193,17 @@ pub fn link_target(root: &Path, link: &str, target: &Path) -> Option<String> {
         }
     }
     (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// The part of an absolute path after its last `Plex Media Server` folder, when it goes on
+/// into `Metadata` or `Media`.
+fn plex_tail(target: &Path) -> Option<PathBuf> {
+    let parts: Vec<Component> = target.components().collect();
+    let at = parts.windows(2).rposition(|w| {
+        w[0].as_os_str() == "Plex Media Server"
+            && (w[1].as_os_str() == "Metadata" || w[1].as_os_str() == "Media")
+    })?;
+    Some(parts[at + 1..].iter().collect())
 }
 
 #[cfg(test)]
@@ -175,6 +224,20 @@ mod tests {
             "Metadata/Movies/a/b.bundle/Contents/y/z"
         );
         assert_eq!(link_target(root, link, Path::new("/etc/passwd")), None);
+        assert_eq!(
+            link_target(
+                root,
+                link,
+                Path::new("/config/Library/Application Support/Plex Media Server/Metadata/Movies/a/b.bundle/Contents/y/z")
+            )
+            .unwrap(),
+            "Metadata/Movies/a/b.bundle/Contents/y/z"
+        );
+        assert_eq!(
+            link_target(root, link, Path::new("/srv/Plex Media Server/Metadata/../../etc")),
+            None
+        );
+        assert_eq!(link_target(root, link, Path::new("/srv/plex/Metadata/Movies/a/y")), None);
         assert_eq!(link_target(root, "a/b", Path::new("../../../etc")), None);
     }
 

@@ -1,7 +1,7 @@
 //! Walking one folder (a bundle) and turning the files to delete into changes, whole folders
 //! collapsed into one `delete_dir`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
@@ -21,6 +21,66 @@ pub struct Entry {
     pub size: u64,
     /// Modification time in seconds (of the link itself for a symlink).
     pub mtime: i64,
+    /// Identity and name count of a file with more than one name (a hard link), else `None`.
+    pub shared: Option<Shared>,
+}
+
+/// A file's identity on disk: (device, inode).
+pub type FileId = (u64, u64);
+
+/// A regular file with several names (hard links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    /// Its identity.
+    pub id: FileId,
+    /// How many names it has.
+    pub links: u64,
+}
+
+/// The identity of the file `meta` describes when it has other names (hard links).
+pub fn shared_id(meta: &std::fs::Metadata) -> Option<FileId> {
+    shared(meta).map(|s| s.id)
+}
+
+/// [`Shared`] for the file `meta` describes, when it has other names.
+pub fn shared(meta: &std::fs::Metadata) -> Option<Shared> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.is_file() && meta.nlink() > 1)
+            .then(|| Shared { id: (meta.dev(), meta.ino()), links: meta.nlink() })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// Which deletions free their file's bytes, asked in order: a file with one name always; a
+/// file with several names once, on its first name, and only when all its names go.
+struct Freed {
+    doomed: HashMap<FileId, u64>,
+    counted: HashSet<FileId>,
+}
+
+impl Freed {
+    /// Over every entry that will be deleted.
+    fn new<'a>(doomed: impl IntoIterator<Item = &'a Entry>) -> Freed {
+        let mut names = HashMap::new();
+        for s in doomed.into_iter().filter_map(|e| e.shared) {
+            *names.entry(s.id).or_default() += 1;
+        }
+        Freed { doomed: names, counted: HashSet::new() }
+    }
+
+    /// Whether deleting `e` frees its bytes.
+    fn frees(&mut self, e: &Entry) -> bool {
+        match e.shared {
+            None => true,
+            Some(s) => self.doomed.get(&s.id) >= Some(&s.links) && self.counted.insert(s.id),
+        }
+    }
 }
 
 /// Every non-directory entry under `rel` (relative to `root`), without following symlinks.
@@ -48,6 +108,7 @@ pub fn walk_abs(base: &Path, rel: &str) -> Result<Vec<Entry>> {
             is_link: entry.path_is_symlink(),
             size: if meta.is_file() { meta.len() } else { 0 },
             mtime: mtime(&meta),
+            shared: shared(&meta),
         });
     }
     Ok(out)
@@ -85,7 +146,7 @@ pub fn changes(
         }
     }
     let mut collapsed: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut files = Vec::new();
     for (e, d) in all.iter().zip(verdicts) {
         if !d {
             continue;
@@ -96,14 +157,22 @@ pub fn changes(
             .find(|dir| matches!(dirs.get(dir), Some(&(n, 0)) if n >= 2));
         match whole {
             Some(dir) => collapsed.entry(dir).or_default().push(e),
-            None => out.push(Change::delete_file(
-                item,
-                DeleteFile { path: e.path.clone(), size: e.size, mtime: e.mtime },
-            )),
+            None => files.push(e),
         }
     }
+    let mut freed = Freed::new(files.iter().chain(collapsed.values().flatten()).copied());
+    let mut out = Vec::with_capacity(files.len() + collapsed.len());
+    for e in files {
+        let shared = !freed.frees(e);
+        out.push(Change::delete_file(
+            item,
+            DeleteFile { path: e.path.clone(), size: e.size, mtime: e.mtime, shared },
+        ));
+    }
     for (dir, entries) in collapsed {
-        out.push(Change::delete_dir(item, whole_dir(dir, entries.iter().copied())));
+        let mut d = whole_dir(dir, entries.iter().copied());
+        d.bytes = entries.iter().filter(|e| freed.frees(e)).map(|e| e.size).sum();
+        out.push(Change::delete_dir(item, d));
     }
     out
 }
@@ -115,10 +184,11 @@ where
     I::IntoIter: Clone,
 {
     let entries = entries.into_iter();
+    let mut freed = Freed::new(entries.clone());
     DeleteDir {
         path: dir.to_string(),
         files: entries.clone().count() as u64,
-        bytes: entries.clone().map(|e| e.size).sum(),
+        bytes: entries.clone().filter(|e| freed.frees(e)).map(|e| e.size).sum(),
         digest: listing_digest(dir, entries),
     }
 }
@@ -193,7 +263,7 @@ mod tests {
     use crate::changeset::Op;
 
     fn e(path: &str) -> Entry {
-        Entry { path: path.into(), is_link: false, size: 10, mtime: 1 }
+        Entry { path: path.into(), is_link: false, size: 10, mtime: 1, shared: None }
     }
 
     #[test]
@@ -226,6 +296,32 @@ mod tests {
                 "dir Metadata/Movies/a/b.bundle/Contents/_stored 3 30",
                 "dir Metadata/Movies/a/b.bundle/Contents/agent/posters 2 20",
             ]
+        );
+    }
+
+    #[test]
+    fn hard_linked_names_free_their_bytes_once() {
+        let b = "B";
+        let s = |n| Some(Shared { id: (1, n), links: 2 });
+        let all = [
+            Entry { shared: s(7), ..e("B/Contents/a/posters/1") },
+            Entry { shared: s(7), ..e("B/Contents/_combined/posters/1") },
+            Entry { shared: s(8), ..e("B/Contents/a/posters/2") },
+            Entry { shared: s(8), ..e("B/Contents/_combined/art/2") },
+        ];
+        // Both names of file 7 go (counted on the first); of file 8 only one, which frees nothing.
+        let changes = changes(b, &all, |x| !x.path.ends_with("art/2"), 2, None);
+        let freed: Vec<(String, u64)> = changes
+            .iter()
+            .map(|c| match c.op().unwrap() {
+                Op::DeleteDir(d) => (d.path.clone(), d.bytes),
+                Op::DeleteFile(f) => (f.path.clone(), f.freed()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            freed,
+            [("B/Contents/_combined/posters/1".to_string(), 10), ("B/Contents/a".to_string(), 0),]
         );
     }
 
