@@ -277,9 +277,16 @@ pub struct FixtureArgs {
     /// Form of the FTS update triggers on metadata_items
     #[arg(long, value_enum, default_value_t = TriggerForm::Scoped)]
     pub triggers: TriggerForm,
-    /// Lay `_combined` out as copies, as Plex does on Windows
+    /// Lay `_combined` out as hard links, as Plex does on Windows
     #[arg(long)]
     pub windows: bool,
+    /// Make every `_combined` symlink absolute under this path, as a Docker container
+    /// sees the plex dir (e.g. "/config/Library/Application Support/Plex Media Server")
+    #[arg(long, value_name = "PATH", conflicts_with = "windows")]
+    pub link_root: Option<String>,
+    /// Write a DB from before Plex's ICU tokenizer: plain FTS tables
+    #[arg(long)]
+    pub pre_icu: bool,
     /// Seed of the generator: the same seed builds the same folder
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -403,6 +410,8 @@ fn run(cli: Cli) -> Result<i32> {
                 scale: args.scale,
                 triggers: args.triggers,
                 windows: args.windows,
+                link_root: args.link_root.map(|p| p.trim_end_matches('/').to_string()),
+                pre_icu: args.pre_icu,
                 seed: args.seed,
                 schema: args.schema,
             };

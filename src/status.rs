@@ -46,6 +46,8 @@ pub struct Status {
     pub db: PathBuf,
     /// The FTS trigger form (how image columns will be written).
     pub trigger_form: TriggerForm,
+    /// Whether stock SQLite can write `metadata_items` image columns.
+    pub columns_writable: bool,
     /// Whether stock SQLite can write `tags` image columns.
     pub tags_writable: bool,
     /// Image columns of `metadata_items` in this DB.
@@ -57,6 +59,9 @@ pub struct Status {
     /// What each bundle cleanup step would free (steps are cumulative; each figure is the
     /// step's own share).
     pub bundles: Vec<StepFigure>,
+    /// Files in live bundles that are neither images nor XML (lyrics, subtitles, files of
+    /// agents tidyplex does not know): never deleted.
+    pub unknown_kept: Usage,
     /// Items of those sections whose images only Plex can bring back (refresh/analyze).
     pub attention: Vec<Attention>,
 }
@@ -190,24 +195,27 @@ pub fn gather(
     let lib = Library::read(db)?;
     let sections = select(sections(db, &lib), wanted)?;
     let input = Inputs::read(&paths.root, db, &lib)?;
-    let bundles = bundle_figures(&input)?;
+    let (bundles, unknown_kept) = bundle_figures(&input)?;
     let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
     let attention = attention::find(&input, &ids);
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),
         trigger_form: db.trigger_form()?,
+        columns_writable: db.columns_writable(),
         tags_writable: db.tags_writable(),
         image_columns: db.schema.metadata_items.clone(),
         usage: usage(paths, tick)?,
         sections,
         bundles,
+        unknown_kept,
         attention,
     })
 }
 
-/// Plans bundle step 3 (read-only) and sums each step's share.
-fn bundle_figures(input: &Inputs<'_>) -> Result<Vec<StepFigure>> {
+/// Plans bundle step 3 (read-only) and sums each step's share; also what the walk kept as
+/// unknown.
+fn bundle_figures(input: &Inputs<'_>) -> Result<(Vec<StepFigure>, Usage)> {
     let all = refs::collect(input.db, input.lib, &input.tags);
     let in_use = refs::InUse::build(input.root, &all, |_| false);
     let planned = bundles::plan(input, 3, &[], &in_use, &Default::default())?;
@@ -223,10 +231,10 @@ fn bundle_figures(input: &Inputs<'_>) -> Result<Vec<StepFigure>> {
             }
             Some(Op::DeleteFile(x)) => {
                 f.files += 1;
-                f.bytes += x.size;
+                f.bytes += x.freed();
             }
             _ => {}
         }
     }
-    Ok(figures)
+    Ok((figures, planned.unknown))
 }

@@ -314,20 +314,26 @@ fn deletion_never_follows_symlinks() {
     let (tmp, dir, _) = fixture(&[]);
     let precious = tmp.path().join("precious.jpg");
     std::fs::write(&precious, "not Plex's").unwrap();
-    // Unused links inside a bundle, one to a file outside the plex dir, one to Preferences.xml.
+    // An unused link inside a bundle to a file outside the plex dir: the bundle is left alone.
     let db = tidyplex::plex::db::Db::open(&db_path(&dir)).unwrap();
     let lib = tidyplex::plex::model::Library::read(&db).unwrap();
     let bundle = lib.bundle_of(lib.item(1).unwrap()).unwrap();
     let posters = dir.join(&bundle).join("Contents/com.plexapp.agents.imdb/posters");
     std::os::unix::fs::symlink(&precious, posters.join("link-out")).unwrap();
+    let (file, cs) = plan_to(tmp.path(), &dir, "out.yaml", &["--stage", "1", "--section", "1"]);
+    assert!(!cs.to_yaml().contains(&bundle), "a bundle with a link out of the plex dir is planned");
+    apply(&dir, &file, &[], 0);
+    assert!(posters.join("link-out").symlink_metadata().is_ok());
+    assert_eq!(std::fs::read(&precious).unwrap(), b"not Plex's");
+    // An unused link to Preferences.xml goes; Preferences.xml stays.
+    std::fs::remove_file(posters.join("link-out")).unwrap();
     std::os::unix::fs::symlink(dir.join("Preferences.xml"), posters.join("link-prefs")).unwrap();
     let prefs = std::fs::read(dir.join("Preferences.xml")).unwrap();
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "1", "--section", "1"]);
     assert!(cs.to_yaml().contains("com.plexapp.agents.imdb/posters"));
     apply(&dir, &file, &[], 0);
-    assert!(posters.join("link-out").symlink_metadata().is_err(), "the link is gone");
-    assert_eq!(std::fs::read(&precious).unwrap(), b"not Plex's", "its target is not");
-    assert_eq!(std::fs::read(dir.join("Preferences.xml")).unwrap(), prefs);
+    assert!(posters.join("link-prefs").symlink_metadata().is_err(), "the link is gone");
+    assert_eq!(std::fs::read(dir.join("Preferences.xml")).unwrap(), prefs, "its target is not");
 }
 
 #[test]

@@ -150,28 +150,55 @@ impl Db {
         DbError::Unreadable { path: self.path.clone(), reason: explain(&e) }
     }
 
-    /// The form of the `metadata_items` FTS update triggers, by the read-only probe of
-    /// design.md §4.5: preparing an image-column UPDATE fails on the broad form with stock
-    /// SQLite (`unknown tokenizer: collating`) and succeeds on the scoped form. Nothing runs.
+    /// The form of the `metadata_items` FTS update triggers, read from their declarations:
+    /// a pre-ICU DB has broad triggers on plain FTS tables, which stock SQLite writes through
+    /// (see [`Db::columns_writable`] for whether it can).
     pub fn trigger_form(&self) -> Result<TriggerForm, DbError> {
-        let probe = "EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0";
-        if self.conn.prepare(probe).is_err() {
-            return Ok(TriggerForm::Broad);
-        }
-        let triggers: i64 = self
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name='metadata_items'",
-                [],
-                |r| r.get(0),
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE type='trigger' AND tbl_name='metadata_items'",
             )
             .map_err(|e| self.error(e))?;
-        Ok(if triggers == 0 { TriggerForm::Absent } else { TriggerForm::Scoped })
+        let sqls: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, Option<String>>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.error(e))?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(trigger_form_of(&sqls))
+    }
+
+    /// Whether stock SQLite can write `metadata_items` image columns (the probe of design.md
+    /// §4.5): true on Plex 1.43+, a stripped DB, or one whose FTS tables are plain (pre-ICU).
+    pub fn columns_writable(&self) -> bool {
+        self.conn
+            .prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0")
+            .is_ok()
     }
 
     /// Whether `tags` image columns can be written with stock SQLite (same probe on `tags`).
     pub fn tags_writable(&self) -> bool {
         self.conn.prepare("EXPLAIN UPDATE tags SET user_thumb_url=user_thumb_url WHERE 0").is_ok()
+    }
+}
+
+/// The form of the `metadata_items` update triggers declared by `sqls`: broad when any fires
+/// on every column (`UPDATE ON`), scoped when all name their columns (`UPDATE OF`).
+fn trigger_form_of(sqls: &[String]) -> TriggerForm {
+    let words: Vec<Vec<String>> = sqls
+        .iter()
+        .map(|sql| sql.split_whitespace().map(|w| w.to_ascii_uppercase()).collect())
+        .collect();
+    let update_then =
+        |w: &Vec<String>, next: &str| w.windows(2).any(|p| p[0] == "UPDATE" && p[1] == next);
+    if words.iter().any(|w| update_then(w, "ON")) {
+        TriggerForm::Broad
+    } else if words.iter().any(|w| update_then(w, "OF")) {
+        TriggerForm::Scoped
+    } else {
+        TriggerForm::Absent
     }
 }
 
@@ -233,6 +260,21 @@ mod tests {
             "file:/a%20b/Plug-in%20Support/x%3F.db?mode=ro"
         );
         assert_eq!(uri(Path::new("/a/큰.db")), "file:/a/%ED%81%B0.db?mode=ro");
+    }
+
+    #[test]
+    fn trigger_forms_are_read_from_their_declarations() {
+        let sql = |s: &str| {
+            vec![
+                s.to_string(),
+                "CREATE TRIGGER i AFTER INSERT ON metadata_items BEGIN SELECT 1; END".into(),
+            ]
+        };
+        let broad = sql("CREATE TRIGGER u BEFORE  update\n ON metadata_items BEGIN SELECT 1; END");
+        let scoped = sql("CREATE TRIGGER u AFTER UPDATE OF title, title_sort ON metadata_items BEGIN SELECT 1; END");
+        assert_eq!(trigger_form_of(&broad), TriggerForm::Broad);
+        assert_eq!(trigger_form_of(&scoped), TriggerForm::Scoped);
+        assert_eq!(trigger_form_of(&[]), TriggerForm::Absent);
     }
 
     #[test]

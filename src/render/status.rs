@@ -38,7 +38,8 @@ pub fn status(st: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Plex data folder  {}", st.plex_dir.display());
     let _ = writeln!(out, "Database          {}", st.db.display());
-    let _ = writeln!(out, "FTS triggers      {}", trigger_text(st.trigger_form));
+    let _ =
+        writeln!(out, "FTS triggers      {}", trigger_text(st.trigger_form, st.columns_writable));
     out.push('\n');
 
     let mut t =
@@ -68,6 +69,15 @@ pub fn status(st: &Status) -> String {
             t.row(vec![what.to_string(), count(f.entries), count(f.files), size(f.bytes)]);
         }
         out.push_str(&t.render(0));
+        let u = &st.unknown_kept;
+        if u.files > 0 {
+            let _ = writeln!(
+                out,
+                "unknown, kept: {} files ({}) in live Metadata bundles are not images (lyrics, extras, …) and are never deleted",
+                count(u.files),
+                size(u.bytes)
+            );
+        }
     }
 
     for s in &st.sections {
@@ -148,12 +158,15 @@ fn attention(out: &mut String, st: &Status) {
     }
 }
 
-fn trigger_text(form: TriggerForm) -> &'static str {
-    match form {
-        TriggerForm::Broad => {
+fn trigger_text(form: TriggerForm, writable: bool) -> &'static str {
+    match (form, writable) {
+        (TriggerForm::Broad, false) => {
             "broad (before Plex 1.43): image columns are written through Plex SQLite or with the triggers set aside"
         }
-        TriggerForm::Scoped => "scoped (Plex 1.43+): image columns are written directly",
-        TriggerForm::Absent => "none: image columns are written directly",
+        (TriggerForm::Broad, true) => {
+            "broad, on plain FTS tables (before Plex's ICU search): image columns are written directly"
+        }
+        (TriggerForm::Scoped, _) => "scoped (Plex 1.43+): image columns are written directly",
+        (TriggerForm::Absent, _) => "none: image columns are written directly",
     }
 }

@@ -21,6 +21,9 @@ use crate::changeset::Change;
 use crate::plex::bundle::{self, Kind};
 use crate::plex::model::types;
 
+/// Bundle folders Plex makes for libraries tidyplex does not clean (photos).
+const UNCLEANED_KINDS: [&str; 1] = ["Photos"];
+
 /// What a bundle step plans.
 #[derive(Debug, Default)]
 pub struct BundlePlan {
@@ -57,9 +60,14 @@ pub fn plan(
         Ok(kinds) => {
             for kind in kinds.flatten() {
                 let name = kind.file_name().to_string_lossy().into_owned();
+                let is_dir = kind.file_type().is_ok_and(|t| t.is_dir());
                 match Kind::from_folder(&name) {
-                    Some(k) if kind.file_type().is_ok_and(|t| t.is_dir()) => {
-                        roots.push((format!("Metadata/{name}"), Some(k)))
+                    Some(k) if is_dir => roots.push((format!("Metadata/{name}"), Some(k))),
+                    _ if is_dir && UNCLEANED_KINDS.contains(&name.as_str()) => {
+                        out.warnings.push(format!(
+                            "left alone: Metadata/{name} holds Plex's {} bundles, which tidyplex does not clean",
+                            name.to_lowercase()
+                        ))
                     }
                     _ => out.warnings.push(format!(
                         "left alone: Metadata/{name} is not a bundle folder Plex makes"

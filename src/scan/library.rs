@@ -373,7 +373,8 @@ pub struct Findings {
 
 /// Images in `bundle` (relative to `root`) that nothing in `in_use` references, as changes of
 /// `owner`; with `empty_dirs`, also the folders inside that hold no file at all. A bundle with
-/// an in-use link that cannot be followed is refused whole (the error is the warning to show).
+/// a link that cannot be followed into the plex dir is refused whole (the error is the warning
+/// to show).
 pub fn unused_in_bundle(
     root: &Path,
     bundle: &str,
@@ -385,6 +386,14 @@ pub fn unused_in_bundle(
         return Err(why);
     }
     let entries = tree::walk(root, bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+    // Without every link's target, an image behind one could look unused.
+    for e in entries.iter().filter(|e| e.is_link) {
+        let target = std::fs::read_link(root.join(&e.path))
+            .map_err(|err| format!("skipped {bundle}: cannot read the link {}: {err}", e.path))?;
+        if refs::link_target(root, &e.path, &target).is_none() {
+            return Err(refs::unresolved_message(bundle, &e.path, &target));
+        }
+    }
     let mut unknown = Usage::default();
     for e in &entries {
         if bundle::content(&e.path) == bundle::Content::Unknown {

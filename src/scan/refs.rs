@@ -146,11 +146,7 @@ impl InUse {
     pub fn unresolved(&self, path: &str) -> Option<String> {
         let bundle = crate::plex::bundle::bundle_of(path)?;
         let (link, target) = self.unresolved.get(bundle)?;
-        Some(format!(
-            "{bundle} left alone: its link {link} points to {}, which is not inside the plex dir; \
-             run tidyplex where that path exists, or with --plex-dir set to the folder the link names",
-            target.display()
-        ))
+        Some(unresolved_message(bundle, link, target))
     }
 
     /// How many paths are in use.
@@ -193,6 +189,15 @@ pub fn link_target(root: &Path, link: &str, target: &Path) -> Option<String> {
         }
     }
     (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Why a bundle is left alone when its `link` points to `target`, outside the plex dir.
+pub fn unresolved_message(bundle: &str, link: &str, target: &Path) -> String {
+    format!(
+        "left alone: {bundle}: the link {link} points to {}, which is not inside the plex dir; \
+         run tidyplex where that path exists (inside the container, say)",
+        target.display()
+    )
 }
 
 /// The part of an absolute path after its last `Plex Media Server` folder, when it goes on

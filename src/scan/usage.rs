@@ -9,8 +9,8 @@ use ignore::{WalkBuilder, WalkState};
 use serde::{Deserialize, Serialize};
 
 /// Files and bytes under a folder. `files` counts every entry that is not a directory
-/// (regular files and symlinks); `bytes` sums the apparent size of regular files (a symlink
-/// adds 0).
+/// (regular files, symlinks and every name of a hard-linked file); `bytes` sums the apparent
+/// size of regular files, a hard-linked file once (a symlink adds 0).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Non-directory entries.
@@ -39,6 +39,7 @@ pub fn measure(root: &Path, tick: &(dyn Fn(u64) + Sync)) -> Result<Usage> {
     }
     let files = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
+    let shared: Mutex<std::collections::HashSet<super::tree::FileId>> = Mutex::default();
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     WalkBuilder::new(root)
         .standard_filters(false)
@@ -62,7 +63,14 @@ pub fn measure(root: &Path, tick: &(dyn Fn(u64) + Sync)) -> Result<Usage> {
                 }
                 let size = if kind.is_file() {
                     match entry.metadata() {
-                        Ok(m) => m.len(),
+                        Ok(m) => match super::tree::shared_id(&m) {
+                            Some(id)
+                                if !shared.lock().unwrap_or_else(|p| p.into_inner()).insert(id) =>
+                            {
+                                0
+                            }
+                            _ => m.len(),
+                        },
                         Err(e) => return fail(walk_error(e)),
                     }
                 } else {
@@ -99,7 +107,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn counts_files_and_links_but_only_file_bytes() {
+    fn counts_files_and_links_but_only_file_bytes_once() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         std::fs::create_dir_all(root.join("a/b")).unwrap();
@@ -107,8 +115,9 @@ mod tests {
         std::fs::write(root.join("a/b/two"), vec![0u8; 23]).unwrap();
         std::os::unix::fs::symlink("../one", root.join("a/b/link")).unwrap();
         std::os::unix::fs::symlink("/nowhere", root.join("a/dangling")).unwrap();
+        std::fs::hard_link(root.join("a/one"), root.join("a/b/one-again")).unwrap();
         let u = measure(root, &|_| {}).unwrap();
-        assert_eq!(u, Usage { files: 4, bytes: 123 });
+        assert_eq!(u, Usage { files: 5, bytes: 123 });
         assert_eq!(measure(&root.join("missing"), &|_| {}).unwrap(), Usage::default());
     }
 }
