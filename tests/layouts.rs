@@ -285,6 +285,17 @@ fn a_pre_icu_db_has_broad_triggers_that_stock_sqlite_writes_through() {
 }
 
 #[test]
+fn a_stripped_db_without_triggers_is_written_directly() {
+    let (tmp, dir, _) = fixture(&["--triggers", "absent"]);
+    assert_eq!(json(&dir, &["status"])["trigger_form"], "absent");
+    let (file, cs, _) = plan_to(tmp.path(), &dir, "p.yaml", &["--stage", "2"]);
+    assert!(cs.summary.urls > 0);
+    let applied = apply(&dir, &file);
+    assert_eq!(applied["strategy"], "direct updates", "{applied}");
+    assert_eq!(applied["drifted"], serde_json::json!([]), "{applied}");
+}
+
+#[test]
 fn photo_bundles_are_left_alone_and_said_to_be_plex_s() {
     let (tmp, dir, _) = fixture(&[]);
     let photo =

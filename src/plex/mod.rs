@@ -28,7 +28,6 @@ pub enum TriggerForm {
     /// `UPDATE OF title, title_sort, original_title`: image columns are free to write (1.43).
     Scoped,
     /// No FTS triggers at all (a stripped DB).
-    #[value(skip)]
     Absent,
 }
 
