@@ -99,6 +99,11 @@ fn column(dir: &Path, id: i64, col: &str) -> Option<String> {
 /// The full cycle on one fixture layout: plan → apply → plan finds nothing; URLs written as
 /// planned; triggers, FTS tables and other columns untouched; never-touch files intact.
 fn full_cycle(extra: &[&str], strategy: &str) {
+    cycle(extra, strategy, false)
+}
+
+/// plan → show → apply → plan says "No changes.", with the plan saved in format 1 when `format1`.
+fn cycle(extra: &[&str], strategy: &str, format1: bool) {
     let (tmp, dir, _) = fixture(extra);
     let keep = [
         "Preferences.xml",
@@ -112,6 +117,11 @@ fn full_cycle(extra: &[&str], strategy: &str) {
     let before = untouchable(&dir);
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "3"]);
     assert!(cs.summary.urls > 0 && cs.summary.files > 0);
+    if format1 {
+        std::fs::write(&file, cs.to_format1_yaml()).unwrap();
+    }
+    let shown = run(&dir, &["show", file.to_str().unwrap()], 0);
+    assert!(shown.contains(&format!("{} URL", cs.summary.urls)), "{shown}");
     let report = apply(&dir, &file, &[], 0);
     assert_eq!(report["strategy"], strategy);
     assert_eq!(report["applied"], cs.changes.len() as u64, "{report}");
@@ -154,6 +164,11 @@ fn a_full_cycle_converges_on_the_broad_fixture_with_triggers_set_aside() {
 #[test]
 fn a_full_cycle_converges_on_the_windows_layout() {
     full_cycle(&["--windows"], "direct updates");
+}
+
+#[test]
+fn a_full_cycle_converges_from_a_format_1_file() {
+    cycle(&[], "direct updates", true);
 }
 
 #[test]
@@ -264,21 +279,59 @@ fn a_changeset_for_another_plex_dir_is_refused() {
     assert_unchanged(&before, &snapshot(&other));
 }
 
+/// Applies each tampered variant of `text` and asserts it is refused with `expected`.
+fn refused(dir: &Path, tmp: &Path, text: &str, cases: &[(String, String, &str)]) {
+    for (from, to, expected) in cases {
+        assert!(text.contains(from.as_str()), "{from} not in the changeset");
+        let bad = tmp.join("bad.yaml");
+        std::fs::write(&bad, text.replacen(from.as_str(), to, 1)).unwrap();
+        let err = fail(dir, &["apply", bad.to_str().unwrap(), "--yes"]);
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+}
+
 #[test]
 fn tampered_changesets_are_refused_whole() {
     let (tmp, dir, _) = fixture(&[]);
-    let (file, _) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
+    let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
     let text = std::fs::read_to_string(&file).unwrap();
-    let first_path =
-        text.lines().find(|l| l.trim_start().starts_with("path: Metadata/")).unwrap().to_string();
-    let first_to =
-        text.lines().find(|l| l.trim_start().starts_with("to: https://")).unwrap().to_string();
     // A folder inside Metadata that is a symlink to somewhere else.
     let outside = tmp.path().join("precious");
-    let inner = format!("{}.bundle/Contents/_combined/posters", "0".repeat(38));
+    let hash = "0".repeat(38);
+    let inner = format!("{hash}.bundle/Contents/_combined/posters");
     std::fs::create_dir_all(outside.join(&inner)).unwrap();
     std::fs::write(outside.join(&inner).join("photo.jpg"), "keep me").unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("Metadata/Movies/ff")).unwrap();
+    let before = snapshot(&dir);
+    let db_before = untouchable(&dir);
+
+    // Format 2, as plan writes it: a deletion folder and its first line.
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("    Metadata/") && l.ends_with(':')).unwrap();
+    let (folder, first) = (lines[at].to_string(), lines[at + 1].to_string());
+    assert!(first.starts_with("    - "), "{first}");
+    let first_to = lines.iter().find(|l| l.trim_start().starts_with("to: https://")).unwrap();
+    let cases = [
+        (folder.clone(), "    /etc:".to_string(), "not a relative path"),
+        (first.clone(), "    - ../../../../Preferences.xml 1 2".to_string(), "`..`"),
+        (folder.clone(), "    Plug-in Support/Databases:".to_string(), "outside the cleanable"),
+        (
+            format!("{folder}\n{first}"),
+            format!("    Metadata/Movies/ff/{hash}.bundle:\n    - Contents/_combined/posters/photo.jpg 7 1"),
+            "symlink",
+        ),
+        (first_to.to_string(), "      to: ftp://example.com/x.jpg".to_string(), "not an http(s) URL"),
+        ("    user_thumb_url:".to_string(), "    title:".to_string(), "not an image column"),
+        ("  delete:".to_string(), "  rm_rf:".to_string(), "unknown field"),
+    ];
+    refused(&dir, tmp.path(), &text, &cases);
+
+    // Format 1, as tidyplex 0.1 wrote it.
+    let old = cs.to_format1_yaml();
+    let first_path =
+        old.lines().find(|l| l.trim_start().starts_with("path: Metadata/")).unwrap().to_string();
+    let first_to =
+        old.lines().find(|l| l.trim_start().starts_with("to: https://")).unwrap().to_string();
     let cases = [
         (first_path.clone(), "    path: /etc/passwd".to_string(), "not a relative path"),
         (first_path.clone(), "    path: Metadata/../Preferences.xml".to_string(), "`..`"),
@@ -296,14 +349,8 @@ fn tampered_changesets_are_refused_whole() {
         ),
         ("  delete_dir:".to_string(), "  rm_rf:".to_string(), "unknown field"),
     ];
-    let before = snapshot(&dir);
-    let db_before = untouchable(&dir);
-    for (from, to, expected) in cases {
-        let bad = tmp.path().join("bad.yaml");
-        std::fs::write(&bad, text.replacen(&from, &to, 1)).unwrap();
-        let err = fail(&dir, &["apply", bad.to_str().unwrap(), "--yes"]);
-        assert!(err.contains(expected), "{to}: {err}");
-    }
+    refused(&dir, tmp.path(), &old, &cases);
+
     assert_unchanged(&before, &snapshot(&dir));
     assert_eq!(untouchable(&dir), db_before);
     assert!(outside.join(&inner).join("photo.jpg").exists());

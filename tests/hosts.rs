@@ -391,7 +391,10 @@ fn expiring_discord_links_are_planned_for_refresh_and_refreshed() {
     assert_eq!((r.host.as_str(), r.table.as_str()), ("discord", "metadata_items"));
     assert!(r.from.contains("?ex=") && r.message_id.parse::<u64>().is_ok());
     let yaml = std::fs::read_to_string(&file).unwrap();
-    assert!(yaml.contains("  refresh_link:\n    table: metadata_items\n"), "{yaml}");
+    assert!(
+        yaml.contains("- refresh_link:\n") && yaml.contains("table: metadata_items\n"),
+        "{yaml}"
+    );
     assert!(yaml.contains("link_refreshes:"), "{yaml}");
     let shown = ok(tp(&dir, &["show", file.to_str().unwrap()], &[], &mut seen), 0);
     assert!(shown.contains("refresh the discord link (expired"), "{shown}");

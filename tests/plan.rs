@@ -328,12 +328,8 @@ fn a_tampered_changeset_is_refused_whole() {
     let (tmp, dir, _) = fixture(&[]);
     plan(tmp.path(), &dir, "p.yaml", &["--stage", "2"]);
     let text = std::fs::read_to_string(tmp.path().join("p.yaml")).unwrap();
-    let first = text.lines().find(|l| l.trim_start().starts_with("path: Metadata/")).unwrap();
-    let bad = text.replacen(
-        first,
-        "    path: Plug-in Support/Databases/com.plexapp.plugins.library.db",
-        1,
-    );
+    let first = text.lines().find(|l| l.starts_with("    Metadata/") && l.ends_with(':')).unwrap();
+    let bad = text.replacen(first, "    Plug-in Support/Databases:", 1);
     std::fs::write(tmp.path().join("bad.yaml"), bad).unwrap();
     let err = fail(&dir, &["show", tmp.path().join("bad.yaml").to_str().unwrap()]);
     assert!(err.contains("outside the cleanable folders"), "{err}");

@@ -192,7 +192,10 @@ fn status_and_plan_list_what_needs_plex_and_repair_plans_the_calls() {
     calls.sort();
     assert_eq!(calls, expected);
     let yaml = std::fs::read_to_string(&file).unwrap();
-    assert!(yaml.contains("  plex_call:\n    action: refresh\n    id: 8\n    column: user_thumb_url\n    from: metadata://posters/"), "{yaml}");
+    // Under item 8's own changes, in format-1 shape.
+    let at = yaml.find("- id: 8\n").unwrap();
+    let entry = &yaml[at..yaml[at + 1..].find("\n- id: ").map_or(yaml.len(), |n| at + 1 + n)];
+    assert!(entry.contains("  - plex_call:\n      action: refresh\n      id: 8\n      column: user_thumb_url\n      from: metadata://posters/"), "{entry}");
     assert!(yaml.contains("repair: true"));
     let shown = run(&dir, &["show", file.to_str().unwrap()], 0);
     assert!(shown.contains("  ! refresh movie 8 \"Movie 8 & Friends\"\n"), "{shown}");
@@ -629,7 +632,7 @@ fn a_plex_call_is_validated_like_every_change() {
         ),
         ("action: refresh", "action: delete", "unknown variant `delete`"),
         ("    id: 8\n", "    id: -8\n", "-8 is not an item id"),
-        ("    action: refresh\n", "    action: refresh\n    extra: 1\n", "unknown field"),
+        ("      action: refresh\n", "      action: refresh\n      extra: 1\n", "unknown field"),
     ] {
         let bad = tmp.path().join("bad.yaml");
         std::fs::write(&bad, yaml.replacen(from, to, 1)).unwrap();

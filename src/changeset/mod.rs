@@ -6,6 +6,7 @@
 //! carries the precondition it was planned under. Reading validates everything and refuses a
 //! malformed changeset whole.
 
+pub mod format2;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,8 +16,12 @@ use serde::{Deserialize, Serialize};
 
 pub use validate::{check_path, is_writable_url, ChangesetError, CLEANABLE_ROOTS};
 
-/// The format this tidyplex writes; a reader accepts any `tidyplex-changeset/1[.minor]`.
-pub const FORMAT: &str = "tidyplex-changeset/1";
+/// The format this tidyplex writes ([`format2`]); a reader accepts `tidyplex-changeset/1[.minor]`
+/// and `tidyplex-changeset/2[.minor]`.
+pub const FORMAT: &str = "tidyplex-changeset/2";
+
+/// The first format: a flat list of changes, each with its full path.
+pub const FORMAT_1: &str = "tidyplex-changeset/1";
 
 /// A plan, ready to review and apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -397,6 +402,20 @@ impl Change {
     }
 }
 
+fn to_yaml_writer(w: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    yaml_serde::to_writer(w, value).map_err(std::io::Error::other)
+}
+
+/// Sorts changes by section, item, then kind and path (URL writes first), without duplicates.
+pub(crate) fn sort(changes: &mut Vec<Change>, items: &BTreeMap<i64, ItemInfo>) {
+    let section = |c: &Change| c.item.and_then(|i| items.get(&i)).and_then(|i| i.section);
+    changes.sort_by(|a, b| {
+        let key = |c: &Change| (section(c).unwrap_or(i64::MAX), c.item);
+        key(a).cmp(&key(b)).then_with(|| a.sort_key().cmp(&b.sort_key()))
+    });
+    changes.dedup();
+}
+
 impl Changeset {
     /// A changeset for `plex_dir`, created now, with `changes` sorted and summed up.
     pub fn new(
@@ -406,12 +425,7 @@ impl Changeset {
         mut changes: Vec<Change>,
         kept_local: u64,
     ) -> Changeset {
-        let section = |c: &Change| c.item.and_then(|i| items.get(&i)).and_then(|i| i.section);
-        changes.sort_by(|a, b| {
-            let key = |c: &Change| (section(c).unwrap_or(i64::MAX), c.item);
-            key(a).cmp(&key(b)).then_with(|| a.sort_key().cmp(&b.sort_key()))
-        });
-        changes.dedup();
+        sort(&mut changes, &items);
         let used: std::collections::BTreeSet<i64> = changes.iter().filter_map(|c| c.item).collect();
         let items = items.into_iter().filter(|(id, _)| used.contains(id)).collect();
         let mut summary = Summary { kept_local, ..Summary::default() };
@@ -449,27 +463,52 @@ impl Changeset {
         self.changes.is_empty()
     }
 
-    /// YAML text.
+    /// YAML text (format 2).
     pub fn to_yaml(&self) -> String {
-        yaml_serde::to_string(self).expect("a changeset always serializes")
+        let mut out = Vec::new();
+        self.write(&mut out, false).expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("YAML is UTF-8")
     }
 
-    /// Pretty JSON text.
+    /// Pretty JSON text (format 2).
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("a changeset always serializes");
-        s.push('\n');
-        s
+        let mut out = Vec::new();
+        self.write(&mut out, true).expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("JSON is UTF-8")
     }
 
-    /// Writes YAML (or pretty JSON) to `w` without building the text in memory.
+    /// YAML text in format 1 (what tidyplex 0.1 wrote), for reading old files back in tests.
+    pub fn to_format1_yaml(&self) -> String {
+        let cs = Changeset { format: FORMAT_1.to_string(), ..self.clone() };
+        yaml_serde::to_string(&cs).expect("a changeset always serializes")
+    }
+
+    /// Writes format 2, YAML or pretty JSON, to `w`. YAML is written one item at a time, so
+    /// the text of a whole plan is never built in memory.
     pub fn write(&self, w: impl std::io::Write, json: bool) -> std::io::Result<()> {
         use std::io::Write as _;
         let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
         if json {
-            serde_json::to_writer_pretty(&mut w, self)?;
+            serde_json::to_writer_pretty(&mut w, &format2::Document::of(self))?;
             w.write_all(b"\n")?;
-        } else {
-            yaml_serde::to_writer(&mut w, self).map_err(std::io::Error::other)?;
+            return w.flush();
+        }
+        to_yaml_writer(&mut w, &format2::Document::header(self))?;
+        let mut first = true;
+        for entry in format2::Document::entries(self) {
+            if first {
+                w.write_all(b"items:\n")?;
+                first = false;
+            }
+            to_yaml_writer(&mut w, &[entry])?;
+        }
+        let areas = format2::Document::areas(self);
+        if !areas.is_empty() {
+            w.write_all(b"areas:\n")?;
+            let text = yaml_serde::to_string(&areas).map_err(std::io::Error::other)?;
+            for l in text.lines() {
+                writeln!(w, "  {l}")?;
+            }
         }
         w.flush()
     }

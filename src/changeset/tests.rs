@@ -77,9 +77,16 @@ fn sorts_by_section_then_item_then_urls_before_deletions() {
 fn yaml_and_json_round_trip() {
     let cs = sample();
     let yaml = cs.to_yaml();
-    assert!(yaml.starts_with("format: tidyplex-changeset/1\n"), "{yaml}");
+    assert!(yaml.starts_with("format: tidyplex-changeset/2\n"), "{yaml}");
+    assert!(yaml.contains("    - Uploads/posters/ff 10 5\n"), "{yaml}");
     assert_eq!(Changeset::parse(&yaml).unwrap(), cs);
     assert_eq!(Changeset::parse(&cs.to_json()).unwrap(), cs);
+    // Format 1 files still read, to the same changeset.
+    let old = cs.to_format1_yaml();
+    assert!(old.starts_with("format: tidyplex-changeset/1\n"), "{old}");
+    let read = Changeset::parse(&old).unwrap();
+    assert_eq!(read.changes, cs.changes);
+    assert_eq!(read.items, cs.items);
 }
 
 #[test]
@@ -90,15 +97,53 @@ fn same_input_same_bytes_apart_from_created_at() {
     assert_eq!(strip(sample().to_yaml()), strip(sample().to_yaml()));
 }
 
-/// Replaces `from` with `to` in the sample's YAML and parses it.
-fn tampered(from: &str, to: &str) -> String {
-    let yaml = sample().to_yaml();
-    assert!(yaml.contains(from), "{from} not in {yaml}");
-    Changeset::parse(&yaml.replacen(from, to, 1)).unwrap_err().to_string()
+/// Replaces `from` with `to` in `text` and parses it.
+fn tampered_in(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from} not in {text}");
+    Changeset::parse(&text.replacen(from, to, 1)).unwrap_err().to_string()
 }
 
 #[test]
 fn malformed_changesets_are_refused() {
+    let cases = [
+        ("Cache/PhotoTranscoder:", "/etc:", "not a relative path"),
+        ("- ab/cd.jpg 3 1", "- ../../Plug-in Support/x 3 1", "`..`"),
+        ("Cache/PhotoTranscoder:", "Plug-in Support/Databases:", "outside the cleanable"),
+        ("- ab/cd.jpg 3 1", "- ab//cd.jpg 3 1", "empty"),
+        ("    user_thumb_url:", "    title:", "not an image column"),
+        ("to: https://image.tmdb.org", "to: file:///etc/passwd#", "not an http(s) URL"),
+        ("to: https://image.tmdb.org", "to: javascript:alert(1)//", "not an http(s) URL"),
+        ("format: tidyplex-changeset/2", "format: tidyplex-changeset/3", "upgrade tidyplex"),
+        ("format: tidyplex-changeset/2", "format: terraform/1", "not a tidyplex changeset"),
+        ("  delete:\n    Metadata/TV", "  remove:\n    Metadata/TV", "unknown field"),
+        (" 1000 1867f464", " 1000 zz1867f464", "is not `<path> <size> <mtime>`"),
+        ("ff 10 5", "ff -10 5", "is not `<path> <size> <mtime>`"),
+        ("ff 10 5", "ff 10 5 rm -rf", "is not `<path> <size> <mtime>`"),
+        (
+            "- Uploads/posters/ff 10 5",
+            "- Contents/_combined/Info.xml 10 5",
+            "not a file tidyplex deletes",
+        ),
+        (
+            "- Uploads/posters/ff 10 5",
+            "- Contents/_combined/tracks/ab/lyrics/com.plexapp.agents.lyricfind_ab 10 5",
+            "not a file tidyplex deletes",
+        ),
+        (
+            "Metadata/TV Shows/1/2345",
+            "Metadata/TV Shows/1/not-a-hash.bundle/x/2345",
+            "not a bundle",
+        ),
+    ];
+    let yaml = sample().to_yaml();
+    for (from, to, expected) in cases {
+        let err = tampered_in(&yaml, from, to);
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+}
+
+#[test]
+fn malformed_format_1_changesets_are_refused() {
     let cases = [
         ("path: Cache/PhotoTranscoder/ab/cd.jpg", "path: /etc/passwd", "not a relative path"),
         ("path: Cache/PhotoTranscoder/ab/cd.jpg", "path: Metadata/../Plug-in Support/x", "`..`"),
@@ -111,18 +156,11 @@ fn malformed_changesets_are_refused() {
         ("column: user_thumb_url", "column: title", "not an image column"),
         ("table: metadata_items", "table: sqlite_master", "not an image column"),
         ("to: https://image.tmdb.org", "to: file:///etc/passwd#", "not an http(s) URL"),
-        ("to: https://image.tmdb.org", "to: javascript:alert(1)//", "not an http(s) URL"),
-        ("format: tidyplex-changeset/1", "format: tidyplex-changeset/2", "upgrade tidyplex"),
-        ("format: tidyplex-changeset/1", "format: terraform/1", "not a tidyplex changeset"),
+        ("format: tidyplex-changeset/1", "format: tidyplex-changeset/3", "upgrade tidyplex"),
         ("  delete_dir:\n", "  delete_tree:\n", "unknown field"),
         ("    digest: ", "    digest: zz", "not 64 hex"),
         ("- item: 3\n", "- item: 99\n", "item 99 is not listed"),
         ("    size: 3\n", "    size: -3\n", "cannot be read"),
-        (
-            "Uploads/posters/ff",
-            "Contents/_combined/tracks/ab/lyrics/com.plexapp.agents.lyricfind_ab",
-            "not a file tidyplex deletes",
-        ),
         ("Uploads/posters/ff", "Contents/_combined/Info.xml", "not a file tidyplex deletes"),
         (
             "path: Metadata/TV Shows/1/",
@@ -130,8 +168,9 @@ fn malformed_changesets_are_refused() {
             "not a bundle",
         ),
     ];
+    let yaml = sample().to_format1_yaml();
     for (from, to, expected) in cases {
-        let err = tampered(from, to);
+        let err = tampered_in(&yaml, from, to);
         assert!(err.contains(expected), "{to}: {err}");
     }
 }
@@ -145,7 +184,7 @@ fn a_change_must_hold_exactly_one_operation() {
         mtime: 0,
         shared: false,
     }));
-    let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
+    let err = Changeset::parse(&cs.to_format1_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
     cs.changes[0] = Change {
         item: None,
@@ -156,7 +195,7 @@ fn a_change_must_hold_exactly_one_operation() {
         plex_call: None,
         refresh_link: None,
     };
-    let err = Changeset::parse(&cs.to_yaml()).unwrap_err().to_string();
+    let err = Changeset::parse(&cs.to_format1_yaml()).unwrap_err().to_string();
     assert!(err.contains("exactly one"), "{err}");
 }
 
@@ -164,10 +203,10 @@ fn a_change_must_hold_exactly_one_operation() {
 fn a_later_minor_version_may_add_fields() {
     let yaml = sample()
         .to_yaml()
-        .replacen("format: tidyplex-changeset/1", "format: tidyplex-changeset/1.3", 1)
+        .replacen("format: tidyplex-changeset/2", "format: tidyplex-changeset/2.3", 1)
         .replacen("tool: ", "comment: added later\ntool: ", 1);
     assert!(Changeset::parse(&yaml).is_ok());
-    let strict = yaml.replacen("tidyplex-changeset/1.3", "tidyplex-changeset/1", 1);
+    let strict = yaml.replacen("tidyplex-changeset/2.3", "tidyplex-changeset/2", 1);
     assert!(Changeset::parse(&strict).unwrap_err().to_string().contains("unknown field `comment`"));
 }
 
@@ -201,7 +240,10 @@ fn refresh_links_round_trip_and_are_checked() {
     let mut cs = sample();
     cs.changes = vec![Change::refresh_link(None, link.clone())];
     let text = cs.to_yaml();
-    assert!(text.contains("- refresh_link:\n    table: metadata_items\n"), "{text}");
+    assert!(
+        text.contains("- refresh_link:\n") && text.contains("table: metadata_items\n"),
+        "{text}"
+    );
     assert_eq!(Changeset::parse(&text).unwrap().changes[0].refresh_link.as_deref(), Some(&link));
     let mut bad = |f: &dyn Fn(&mut RefreshLink)| {
         let mut l = link.clone();

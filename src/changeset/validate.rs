@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::format2::Document;
 use super::{Changeset, Op, FORMAT};
 use crate::plex::bundle::{self, Content};
 use crate::plex::columns;
@@ -19,6 +20,9 @@ pub enum ChangesetError {
     /// A field this format version does not have.
     #[error("the changeset has an unknown field `{0}` (was it edited by hand or written by a newer tidyplex?)")]
     Unknown(String),
+    /// A deletion line of format 2 that cannot be read.
+    #[error("{0}")]
+    Line(String),
     /// A field with a value that is not allowed.
     #[error("change {index}: {reason}")]
     Invalid {
@@ -45,12 +49,26 @@ pub(super) fn parse(text: &str) -> Result<Changeset, ChangesetError> {
             "the file has no `format:` line; it is not a tidyplex changeset".into(),
         )
     })?;
-    let minor = minor_version(&format)?;
+    let (major, minor) = version(&format)?;
     let mut unknown = Vec::new();
-    let cs: Changeset = if json {
-        from_json(text, Some(&mut unknown))?
+    let cs: Changeset = if major == 1 {
+        if json {
+            from_json(text, Some(&mut unknown))?
+        } else {
+            from_yaml(text, Some(&mut unknown))?
+        }
     } else {
-        from_yaml(text, Some(&mut unknown))?
+        let doc: Document = if json {
+            from_json(text, Some(&mut unknown))?
+        } else {
+            from_yaml(text, Some(&mut unknown))?
+        };
+        if minor == 0 {
+            if let Some(field) = unknown.first() {
+                return Err(ChangesetError::Unknown(field.clone()));
+            }
+        }
+        doc.into_changeset().map_err(ChangesetError::Line)?
     };
     if minor == 0 {
         if let Some(field) = unknown.into_iter().next() {
@@ -87,15 +105,16 @@ fn deserialize<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(
     }
 }
 
-/// The minor version of `tidyplex-changeset/1[.N]`; anything else is an error.
-fn minor_version(format: &str) -> Result<u32, ChangesetError> {
+/// The (major, minor) version of `tidyplex-changeset/1[.N]` or `/2[.N]`; anything else is an
+/// error.
+fn version(format: &str) -> Result<(u32, u32), ChangesetError> {
     let version = format.strip_prefix("tidyplex-changeset/").ok_or_else(|| {
         ChangesetError::Format(format!("`{format}` is not a tidyplex changeset format"))
     })?;
     let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
     match (major.parse::<u32>(), minor.parse::<u32>()) {
-        (Ok(1), Ok(minor)) => Ok(minor),
-        (Ok(major), Ok(_)) if major > 1 => Err(ChangesetError::Format(format!(
+        (Ok(major @ 1..=2), Ok(minor)) => Ok((major, minor)),
+        (Ok(major), Ok(_)) if major > 2 => Err(ChangesetError::Format(format!(
             "the changeset is {format}, newer than this tidyplex reads ({FORMAT}); upgrade tidyplex"
         ))),
         _ => Err(ChangesetError::Format(format!(
@@ -108,7 +127,7 @@ impl Changeset {
     /// Checks every change: exactly one operation, safe paths, image columns, http(s) targets,
     /// well-formed digests, and item references that exist.
     pub fn validate(&self) -> Result<(), ChangesetError> {
-        minor_version(&self.format)?;
+        version(&self.format)?;
         for (index, change) in self.changes.iter().enumerate() {
             let invalid = |reason: String| ChangesetError::Invalid { index: index + 1, reason };
             let op = change.op().ok_or_else(|| {
