@@ -287,39 +287,59 @@ impl Document {
 
     /// The in-memory changeset (not yet validated). A line that cannot be read refuses it.
     pub fn into_changeset(self) -> Result<Changeset, String> {
-        let mut items = BTreeMap::new();
-        let mut changes = Vec::new();
-        for e in self.items {
-            items.insert(e.id, ItemInfo { kind: e.kind, title: e.title, section: e.section });
-            for (column, s) in e.set_url {
-                changes.push(Change::set_url(
-                    Some(e.id),
-                    SetUrl {
-                        table: "metadata_items".into(),
-                        id: e.id,
-                        column,
-                        from: s.from,
-                        to: s.to,
-                    },
-                ));
-            }
-            lines_into(&e.delete, Some(e.id), &mut changes)?;
-            changes.extend(e.changes.into_iter().map(|c| Change { item: Some(e.id), ..c }));
+        Builder::default().finish(self)
+    }
+}
+
+/// Builds the in-memory changeset from entries read one at a time (a large plan is read in
+/// pieces, so its whole text is never parsed at once).
+#[derive(Default)]
+pub struct Builder {
+    items: BTreeMap<i64, ItemInfo>,
+    changes: Vec<Change>,
+}
+
+impl Builder {
+    /// Adds an item's changes.
+    pub fn item(&mut self, e: ItemEntry) -> Result<(), String> {
+        self.items.insert(e.id, ItemInfo { kind: e.kind, title: e.title, section: e.section });
+        for (column, s) in e.set_url {
+            self.changes.push(Change::set_url(
+                Some(e.id),
+                SetUrl { table: "metadata_items".into(), id: e.id, column, from: s.from, to: s.to },
+            ));
         }
-        for g in self.areas.into_values() {
-            lines_into(&g.delete, None, &mut changes)?;
-            changes.extend(g.changes.into_iter().map(|c| Change { item: None, ..c }));
+        lines_into(&e.delete, Some(e.id), &mut self.changes)?;
+        self.changes.extend(e.changes.into_iter().map(|c| Change { item: Some(e.id), ..c }));
+        Ok(())
+    }
+
+    /// Adds an area's changes.
+    pub fn area(&mut self, g: Group) -> Result<(), String> {
+        lines_into(&g.delete, None, &mut self.changes)?;
+        self.changes.extend(g.changes.into_iter().map(|c| Change { item: None, ..c }));
+        Ok(())
+    }
+
+    /// The changeset with `header`'s fields (and any items or areas it still holds).
+    pub fn finish(mut self, header: Document) -> Result<Changeset, String> {
+        let Document { format, tool, created_at, plex_dir, spec, summary, items, areas } = header;
+        for e in items {
+            self.item(e)?;
         }
-        super::sort(&mut changes, &items);
+        for g in areas.into_values() {
+            self.area(g)?;
+        }
+        super::sort(&mut self.changes, &self.items);
         Ok(Changeset {
-            format: self.format,
-            tool: self.tool,
-            created_at: self.created_at,
-            plex_dir: self.plex_dir,
-            spec: self.spec,
-            summary: self.summary,
-            items,
-            changes,
+            format,
+            tool,
+            created_at,
+            plex_dir,
+            spec,
+            summary,
+            items: self.items,
+            changes: self.changes,
         })
     }
 }

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::format2::Document;
+use super::format2::{Builder, Document, Group, ItemEntry};
 use super::{Changeset, Op, FORMAT};
 use crate::plex::bundle::{self, Content};
 use crate::plex::columns;
@@ -58,17 +58,12 @@ pub(super) fn parse(text: &str) -> Result<Changeset, ChangesetError> {
             from_yaml(text, Some(&mut unknown))?
         }
     } else {
-        let doc: Document = if json {
-            from_json(text, Some(&mut unknown))?
+        if json {
+            let doc: Document = from_json(text, Some(&mut unknown))?;
+            doc.into_changeset().map_err(ChangesetError::Line)?
         } else {
-            from_yaml(text, Some(&mut unknown))?
-        };
-        if minor == 0 {
-            if let Some(field) = unknown.first() {
-                return Err(ChangesetError::Unknown(field.clone()));
-            }
+            format2_yaml(text, &mut unknown)?
         }
-        doc.into_changeset().map_err(ChangesetError::Line)?
     };
     if minor == 0 {
         if let Some(field) = unknown.into_iter().next() {
@@ -77,6 +72,95 @@ pub(super) fn parse(text: &str) -> Result<Changeset, ChangesetError> {
     }
     cs.validate()?;
     Ok(cs)
+}
+
+/// Reads format-2 YAML in pieces: the top-level fields, each item entry, the areas. A YAML
+/// parser holds a whole document's events in memory, several times the text of a large plan;
+/// one item at a time it holds only that item's.
+fn format2_yaml(text: &str, unknown: &mut Vec<String>) -> Result<Changeset, ChangesetError> {
+    let mut header = String::new();
+    let mut builder = Builder::default();
+    for (key, body) in top_level(text)? {
+        let block =
+            body.split_once('\n').is_some_and(|(first, _)| first.trim_end() == format!("{key}:"));
+        match key {
+            "items" if block => {
+                for entry in entries(body)? {
+                    let list: Vec<ItemEntry> = from_yaml(entry, Some(unknown))?;
+                    for e in list {
+                        builder.item(e).map_err(ChangesetError::Line)?;
+                    }
+                }
+            }
+            "areas" if block => {
+                #[derive(Deserialize)]
+                struct Areas {
+                    areas: std::collections::BTreeMap<String, Group>,
+                }
+                let a: Areas = from_yaml(body, Some(unknown))?;
+                for g in a.areas.into_values() {
+                    builder.area(g).map_err(ChangesetError::Line)?;
+                }
+            }
+            _ => header.push_str(body),
+        }
+    }
+    let doc: Document = from_yaml(&header, Some(unknown))?;
+    builder.finish(doc).map_err(ChangesetError::Line)
+}
+
+/// The top-level sections of a YAML mapping written in block style: each key line at column 0
+/// and the lines below it, as (key, text). Lines before the first key belong to the first
+/// section. A second document (`---`, `...`) is refused.
+fn top_level(text: &str) -> Result<Vec<(&str, &str)>, ChangesetError> {
+    let mut starts: Vec<usize> = Vec::new();
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if n > 0 && (line.starts_with("---") || line.starts_with("...")) {
+            return Err(ChangesetError::Syntax("a changeset is a single YAML document".into()));
+        }
+        let key = line.starts_with(|c: char| !c.is_whitespace() && c != '-' && c != '#');
+        if key && !line.starts_with("---") {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(starts.len());
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let body = &text[start..end];
+        let key = body.split([':', '\n']).next().unwrap_or("").trim();
+        if !key.is_empty() && out.iter().any(|(k, _)| *k == key) {
+            return Err(ChangesetError::Syntax(format!("the key `{key}` appears twice")));
+        }
+        out.push((key, body));
+    }
+    Ok(out)
+}
+
+/// The entries of a block sequence at column 0 below a key line: each from its `-` line to the
+/// next.
+fn entries(body: &str) -> Result<Vec<&str>, ChangesetError> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    for (n, line) in body.split_inclusive('\n').enumerate() {
+        if line.starts_with('-') {
+            starts.push(offset);
+        } else if n > 0 && starts.is_empty() {
+            let t = line.trim();
+            if !t.is_empty() && !t.starts_with('#') {
+                return Err(ChangesetError::Syntax(format!(
+                    "`{t}` under `items:` is not an item entry"
+                )));
+            }
+        }
+        offset += line.len();
+    }
+    let ends: Vec<usize> = starts.iter().skip(1).copied().chain([body.len()]).collect();
+    Ok(starts.into_iter().zip(ends).map(|(s, e)| &body[s..e]).collect())
 }
 
 fn from_yaml<T: DeserializeOwned>(
