@@ -142,12 +142,16 @@ pub struct PlanArgs {
     /// PhotoTranscoder cache: all, max-size=SIZE (e.g. 20GiB) or older-than=AGE (e.g. 30d)
     #[arg(long, value_name = "POLICY")]
     pub cache: Option<CachePolicy>,
-    /// Write the changeset to FILE (YAML, or JSON with --json)
+    /// Write the changeset to FILE (YAML, or JSON with --json); `-` writes it to stdout and
+    /// prints nothing else there
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Print (and write) the changeset as JSON instead of the diff
     #[arg(long)]
     pub json: bool,
+    /// On a terminal, print every change even when there are more than 1,000 lines of them
+    #[arg(long)]
+    pub full: bool,
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -250,11 +254,20 @@ pub struct DemoArgs {
 /// `tidyplex show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The changeset (YAML or JSON)
+    /// The changeset (YAML or JSON, format 1 or 2)
     pub file: PathBuf,
-    /// Print it as JSON
+    /// Print it as JSON (format 2)
     #[arg(long)]
     pub json: bool,
+    /// Print the one-screen summary only: per section, per area, the items that free most
+    #[arg(long)]
+    pub summary: bool,
+    /// Only the changes of this section (repeat for more)
+    #[arg(long = "section", value_name = "ID")]
+    pub sections: Vec<i64>,
+    /// Only the changes of this item (repeat for more)
+    #[arg(long = "item", value_name = "ID")]
+    pub items: Vec<i64>,
 }
 
 /// `tidyplex diff`.
@@ -392,17 +405,23 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Demo(args) => demo::run(args.dir.as_deref(), &mut anstream::stdout()),
         Command::Show(args) => {
             let cs = read_changeset(&args.file)?;
-            if args.json {
-                print(&cs.to_json())?;
+            let cs = render::summary::filter(cs, &args.sections, &args.items);
+            let shown = if args.json {
+                cs.write(std::io::stdout().lock(), true)
+            } else if args.summary {
+                print(&render::summary::summary(&cs)).map_err(std::io::Error::other)
             } else {
-                print(&render::plan::show(&cs))?;
-            }
+                render::plan::show_to(anstream::stdout().lock(), &cs)
+            };
+            shown.or_else(ignore_broken_pipe)?;
             Ok(0)
         }
         Command::Diff(args) => {
             let (old, new) = (read_changeset(&args.old)?, read_changeset(&args.new)?);
             let name = |p: &PathBuf| p.display().to_string();
-            print(&render::plan::diff(&old, &new, &name(&args.old), &name(&args.new)))?;
+            let out = anstream::stdout().lock();
+            render::plan::diff_to(out, &old, &new, &name(&args.old), &name(&args.new))
+                .or_else(ignore_broken_pipe)?;
             Ok(0)
         }
         Command::Fixture(args) => {
@@ -448,18 +467,49 @@ fn plan(global: &Global, args: PlanArgs) -> Result<i32> {
         tracing::warn!("{warning}");
     }
     let cs = planned.changeset;
-    if let Some(out) = &args.output {
+    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
+    if let Some(out) = args.output.as_ref().filter(|_| !to_stdout) {
         std::fs::File::create(out)
             .and_then(|f| cs.write(f, args.json))
             .with_context(|| format!("cannot write the changeset to {}", out.display()))?;
     }
-    let shown = if args.json {
-        cs.write(std::io::stdout().lock(), true)
+    use std::io::IsTerminal;
+    let shown = if to_stdout || args.json {
+        cs.write(std::io::stdout().lock(), args.json)
+    } else if std::io::stdout().is_terminal() {
+        terminal_plan(&cs, args.full, args.output.as_deref())
     } else {
         render::plan::show_to(anstream::stdout().lock(), &cs)
     };
     shown.or_else(ignore_broken_pipe)?;
     Ok(if args.detailed_exitcode && !cs.is_empty() { 2 } else { 0 })
+}
+
+/// Changes a terminal shows in full; a longer plan shows its summary and says how to see it.
+const FULL_PLAN_LINES: usize = 1000;
+
+/// `plan` on a terminal: every change when they fit in [`FULL_PLAN_LINES`] lines (or with
+/// `--full`), then the summary and the closing line.
+fn terminal_plan(cs: &Changeset, full: bool, saved: Option<&Path>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = anstream::stdout().lock();
+    let lines = render::plan::line_count(cs);
+    if full || lines <= FULL_PLAN_LINES {
+        render::plan::show_items_to(&mut out, cs)?;
+    }
+    out.write_all(render::summary::summary(cs).as_bytes())?;
+    if !full && lines > FULL_PLAN_LINES {
+        let how = match saved {
+            Some(file) => format!("`tidyplex show {}`", file.display()),
+            None => "`tidyplex plan -o plan.yaml`, then `tidyplex show plan.yaml`".to_string(),
+        };
+        writeln!(
+            out,
+            "{} lines of changes not shown: see them with {how}, or plan --full.",
+            render::count(lines as u64)
+        )?;
+    }
+    Ok(())
 }
 
 /// The upload ledger in tidyplex's state folder (read-only here).
@@ -627,7 +677,13 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
         };
         if cs.changes.iter().any(again) {
             let changes = cs.changes.into_iter().filter(|c| !again(c)).collect();
-            cs = Changeset::new(&cs.plex_dir, cs.spec, cs.items, changes, cs.summary.kept_local);
+            cs = Changeset::new(
+                &cs.plex_dir,
+                cs.spec,
+                cs.items,
+                changes,
+                cs.summary.kept_local_by_section,
+            );
         }
         if cs.is_empty() {
             print(&format!("Round {round}: no changes. The library is clean.\n"))?;

@@ -98,6 +98,9 @@ pub struct Summary {
     /// Local columns left as they are because no provider URL is known.
     #[serde(default)]
     pub kept_local: u64,
+    /// `kept_local` by section id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_local_by_section: BTreeMap<i64, u64>,
     /// Calls asking Plex to refresh or analyze an item (`plex_call`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub plex_calls: u64,
@@ -423,12 +426,16 @@ impl Changeset {
         spec: PlanSpec,
         items: BTreeMap<i64, ItemInfo>,
         mut changes: Vec<Change>,
-        kept_local: u64,
+        kept_local: BTreeMap<i64, u64>,
     ) -> Changeset {
         sort(&mut changes, &items);
         let used: std::collections::BTreeSet<i64> = changes.iter().filter_map(|c| c.item).collect();
         let items = items.into_iter().filter(|(id, _)| used.contains(id)).collect();
-        let mut summary = Summary { kept_local, ..Summary::default() };
+        let mut summary = Summary {
+            kept_local: kept_local.values().sum(),
+            kept_local_by_section: kept_local,
+            ..Summary::default()
+        };
         for c in &changes {
             match c.op() {
                 Some(Op::SetUrl(_)) => summary.urls += 1,

@@ -50,7 +50,7 @@ fn sample() -> Changeset {
         sections: vec![SectionStage { id: 1, name: "Movies".into(), stage: 2 }],
         ..PlanSpec::default()
     };
-    Changeset::new("/plex", spec, items, changes, 2)
+    Changeset::new("/plex", spec, items, changes, BTreeMap::from([(1, 2)]))
 }
 
 #[test]
@@ -67,6 +67,7 @@ fn sorts_by_section_then_item_then_urls_before_deletions() {
             urls: 1,
             uploads: 0,
             kept_local: 2,
+            kept_local_by_section: BTreeMap::from([(1, 2)]),
             plex_calls: 0,
             link_refreshes: 0
         }

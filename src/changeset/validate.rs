@@ -43,7 +43,13 @@ struct Header {
 /// of its own (a change must still hold exactly one known operation).
 pub(super) fn parse(text: &str) -> Result<Changeset, ChangesetError> {
     let json = text.trim_start().starts_with('{');
-    let header: Header = if json { from_json(text, None)? } else { from_yaml(text, None)? };
+    // The `format:` line alone (parsing a large plan whole just for it would hold all of it).
+    let format_line = (!json).then(|| text.lines().find(|l| l.starts_with("format:"))).flatten();
+    let header: Header = match format_line {
+        Some(line) => from_yaml(line, None)?,
+        None if json => from_json(text, None)?,
+        None => from_yaml(text, None)?,
+    };
     let format = header.format.ok_or_else(|| {
         ChangesetError::Format(
             "the file has no `format:` line; it is not a tidyplex changeset".into(),

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod plan;
 pub mod status;
+pub mod summary;
 
 use anstyle::{AnsiColor, Style};
 use unicode_width::UnicodeWidthStr;

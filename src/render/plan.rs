@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anstyle::{AnsiColor, Style};
-use similar::{ChangeTag, TextDiff};
 
 use super::{count, size, DIM, HEADER};
 use crate::changeset::{Change, Changeset, Op, PlexCall};
@@ -33,6 +32,21 @@ pub fn show(cs: &Changeset) -> String {
 /// [`show`], written to `w` as it is rendered (a large plan is never held in memory twice).
 pub fn show_to(w: impl std::io::Write, cs: &Changeset) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+    show_items_to(&mut w, cs)?;
+    writeln!(w, "{}", closing(cs))?;
+    w.flush()
+}
+
+/// How many lines [`show`] prints.
+pub fn line_count(cs: &Changeset) -> usize {
+    let groups = cs.changes.windows(2).filter(|w| w[0].item != w[1].item).count()
+        + usize::from(!cs.changes.is_empty());
+    cs.changes.len() + 2 * groups + closing(cs).lines().count()
+}
+
+/// The per-item part of [`show`]: a header per item, one line per change, no closing line.
+pub fn show_items_to(w: impl std::io::Write, cs: &Changeset) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
     let mut current: Option<Option<i64>> = None;
     for change in &cs.changes {
         if current != Some(change.item) {
@@ -48,7 +62,6 @@ pub fn show_to(w: impl std::io::Write, cs: &Changeset) -> std::io::Result<()> {
     if current.is_some() {
         writeln!(w)?;
     }
-    writeln!(w, "{}", closing(cs))?;
     w.flush()
 }
 
@@ -166,47 +179,105 @@ fn plural(n: u64, what: &str) -> String {
     format!("{} {what}{}", count(n), if n == 1 { "" } else { "s" })
 }
 
-/// What changed between two changesets: one line per change, `+` for what `new` adds and `-`
-/// for what it no longer has, then both closing lines.
+/// What changed between two changesets, grouped by item: `+` for what `new` adds, `-` for what
+/// it no longer has (a change whose precondition moved shows as both), then both closing
+/// lines. Both are walked in their sorted order, one item at a time.
 pub fn diff(old: &Changeset, new: &Changeset, old_name: &str, new_name: &str) -> String {
-    let (a, b) = (lines(old), lines(new));
-    let text = TextDiff::from_lines(&a, &b);
-    let mut out = String::new();
-    let _ = writeln!(out, "{HEADER}--- {old_name}\n+++ {new_name}{HEADER:#}");
-    let (mut added, mut removed) = (0u64, 0u64);
-    for change in text.iter_all_changes() {
-        let (style, sign) = match change.tag() {
-            ChangeTag::Equal => continue,
-            ChangeTag::Insert => {
-                added += 1;
-                (ADD, '+')
-            }
-            ChangeTag::Delete => {
-                removed += 1;
-                (DELETE, '-')
-            }
+    let mut out = Vec::new();
+    diff_to(&mut out, old, new, old_name, new_name).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the diff is UTF-8")
+}
+
+/// [`diff`], written to `w` as it is found.
+pub fn diff_to(
+    w: impl std::io::Write,
+    old: &Changeset,
+    new: &Changeset,
+    old_name: &str,
+    new_name: &str,
+) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+    writeln!(w, "{HEADER}--- {old_name}\n+++ {new_name}{HEADER:#}")?;
+    let (mut a, mut b) = (groups(old).peekable(), groups(new).peekable());
+    let (mut added, mut removed, mut same) = (0u64, 0u64, 0u64);
+    loop {
+        let (ga, gb) = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), Some(y)) if x.0 == y.0 => (a.next(), b.next()),
+            (Some(x), Some(y)) if x.0 < y.0 => (a.next(), None),
+            (Some(_), Some(_)) | (None, Some(_)) => (None, b.next()),
+            (Some(_), None) => (a.next(), None),
         };
-        let _ = write!(out, "{style}{sign} {}{style:#}", change.value());
+        let key = ga.as_ref().or(gb.as_ref()).map(|g| g.0).expect("one side has a group");
+        let mut lines_a: Vec<(Style, String)> =
+            ga.map(|g| g.1.iter().map(|c| line(old, c)).collect()).unwrap_or_default();
+        let mut lines_b: Vec<(Style, String)> =
+            gb.map(|g| g.1.iter().map(|c| line(new, c)).collect()).unwrap_or_default();
+        lines_a.sort_by(|x, y| x.1.cmp(&y.1));
+        lines_b.sort_by(|x, y| x.1.cmp(&y.1));
+        let mut shown_header = false;
+        let (mut i, mut j) = (0, 0);
+        while i < lines_a.len() || j < lines_b.len() {
+            let order = match (lines_a.get(i), lines_b.get(j)) {
+                (Some(x), Some(y)) => x.1.cmp(&y.1),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (sign, text) = match order {
+                std::cmp::Ordering::Equal => {
+                    same += 1;
+                    i += 1;
+                    j += 1;
+                    continue;
+                }
+                std::cmp::Ordering::Less => {
+                    removed += 1;
+                    i += 1;
+                    ('-', &lines_a[i - 1].1)
+                }
+                std::cmp::Ordering::Greater => {
+                    added += 1;
+                    j += 1;
+                    ('+', &lines_b[j - 1].1)
+                }
+            };
+            if !shown_header {
+                let cs = if new.items.contains_key(&key.1.unwrap_or(i64::MIN)) { new } else { old };
+                writeln!(w, "\n{HEADER}{}{HEADER:#}", header(cs, key.1))?;
+                shown_header = true;
+            }
+            let style = if sign == '+' { ADD } else { DELETE };
+            writeln!(w, "{style}{sign} {text}{style:#}")?;
+        }
     }
-    let _ = writeln!(
-        out,
+    writeln!(
+        w,
         "\n{} added, {} gone, {} in both.",
         plural(added, "change"),
         plural(removed, "change"),
-        count((b.lines().count() as u64).saturating_sub(added))
-    );
-    let _ = writeln!(out, "old: {}", closing(old).lines().next().unwrap_or_default());
-    let _ = writeln!(out, "new: {}", closing(new).lines().next().unwrap_or_default());
-    out
+        count(same)
+    )?;
+    writeln!(w, "old: {}", closing(old).lines().next().unwrap_or_default())?;
+    writeln!(w, "new: {}", closing(new).lines().next().unwrap_or_default())?;
+    w.flush()
 }
 
-/// One self-contained line per change (item context included), for diffing.
-fn lines(cs: &Changeset) -> String {
-    let mut out = String::new();
-    for change in &cs.changes {
-        let (_, text) = line(cs, change);
-        let item = header(cs, change.item);
-        let _ = writeln!(out, "{text}  [{}]", item.trim_start_matches("# "));
-    }
-    out
+/// The key a changeset is sorted by: (section, item), no section last.
+type GroupKey = (i64, Option<i64>);
+
+/// The changes of `cs` in runs of one item each, with their sort key.
+fn groups(cs: &Changeset) -> impl Iterator<Item = (GroupKey, &[Change])> {
+    let key = |c: &Change| {
+        let section = c.item.and_then(|i| cs.items.get(&i)).and_then(|i| i.section);
+        (section.unwrap_or(i64::MAX), c.item)
+    };
+    let mut rest = &cs.changes[..];
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let k = key(first);
+        let n = rest.iter().take_while(|c| key(c) == k).count();
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some((k, run))
+    })
 }

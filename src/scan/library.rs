@@ -32,8 +32,8 @@ pub struct LibraryPlan {
     pub changes: Vec<Change>,
     /// Context for the items the changes concern.
     pub items: BTreeMap<i64, ItemInfo>,
-    /// Local columns left alone because no provider URL is known.
-    pub kept_local: u64,
+    /// Local columns left alone because no provider URL is known, by section.
+    pub kept_local: BTreeMap<i64, u64>,
     /// Files in the walked bundles that are neither images nor XML: always kept.
     pub unknown: Usage,
     /// Things worth telling the user (skipped bundles, unreadable XML).
@@ -227,8 +227,10 @@ pub fn plan(
 
     let mut out = LibraryPlan::default();
     let mut switched: HashSet<(i64, &'static str)> = HashSet::new();
-    for owner in per_owner {
-        out.kept_local += owner.kept;
+    for (owner, item) in per_owner.into_iter().zip(&owners) {
+        if owner.kept > 0 {
+            *out.kept_local.entry(item.section_id.unwrap_or(0)).or_default() += owner.kept;
+        }
         out.warnings.extend(owner.warnings);
         out.changes.extend(owner.uploads);
         for s in owner.switches {

@@ -1,0 +1,182 @@
+//! The one-screen summary of a changeset (`show --summary`, the end of `plan`): per section,
+//! per area, the items that free most, and the closing line.
+
+use std::collections::BTreeMap;
+
+use super::plan::closing;
+use super::{count, size, Align, Table, DIM};
+use crate::changeset::{Change, Changeset, Op};
+
+/// How many items the "frees most" list shows.
+const TOP: usize = 10;
+
+/// What one group of changes adds up to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    items: u64,
+    files: u64,
+    bytes: u64,
+    urls: u64,
+    other: u64,
+}
+
+impl Tally {
+    fn add(&mut self, change: &Change) {
+        match change.op() {
+            Some(Op::DeleteFile(f)) => {
+                self.files += 1;
+                self.bytes += f.freed();
+            }
+            Some(Op::DeleteDir(d)) => {
+                self.files += d.files;
+                self.bytes += d.bytes;
+            }
+            Some(Op::SetUrl(_)) => self.urls += 1,
+            Some(_) => self.other += 1,
+            None => {}
+        }
+    }
+}
+
+/// The summary text.
+pub fn summary(cs: &Changeset) -> String {
+    let mut sections: BTreeMap<Option<i64>, Tally> = BTreeMap::new();
+    let mut areas: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut per_item: BTreeMap<i64, Tally> = BTreeMap::new();
+    for c in &cs.changes {
+        match c.item {
+            Some(id) => {
+                let section = cs.items.get(&id).and_then(|i| i.section);
+                sections.entry(section).or_default().add(c);
+                per_item.entry(id).or_default().add(c);
+            }
+            None => areas.entry(area(c)).or_default().add(c),
+        }
+    }
+    for (id, _) in per_item.iter() {
+        let section = cs.items.get(id).and_then(|i| i.section);
+        sections.entry(section).or_default().items += 1;
+    }
+    let names: BTreeMap<i64, &str> =
+        cs.spec.sections.iter().map(|s| (s.id, s.name.as_str())).collect();
+
+    let mut out = String::new();
+    if !sections.is_empty() {
+        let mut t = Table::new(&[
+            ("SECTION", Align::Left),
+            ("ITEMS", Align::Right),
+            ("FILES", Align::Right),
+            ("FREES", Align::Right),
+            ("URLS", Align::Right),
+            ("KEPT LOCAL", Align::Right),
+        ]);
+        for (section, tally) in &sections {
+            let name = match section {
+                Some(id) => format!("{id} {}", names.get(id).copied().unwrap_or("")),
+                None => "(no section)".into(),
+            };
+            let kept = section.and_then(|s| cs.summary.kept_local_by_section.get(&s)).copied();
+            t.row(vec![
+                name.trim_end().to_string(),
+                count(tally.items),
+                count(tally.files),
+                size(tally.bytes),
+                count(tally.urls),
+                count(kept.unwrap_or(0)),
+            ]);
+        }
+        out.push_str(&t.render(0));
+    }
+    if !areas.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(&[
+            ("OUTSIDE ANY ITEM", Align::Left),
+            ("FILES", Align::Right),
+            ("FREES", Align::Right),
+        ]);
+        for (area, tally) in &areas {
+            t.row(vec![area.clone(), count(tally.files), size(tally.bytes)]);
+        }
+        out.push_str(&t.render(0));
+    }
+    let mut top: Vec<(&i64, &Tally)> = per_item.iter().filter(|(_, t)| t.bytes > 0).collect();
+    top.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    if !top.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(&[
+            ("FREES MOST", Align::Left),
+            ("FILES", Align::Right),
+            ("FREES", Align::Right),
+        ]);
+        for (id, tally) in top.iter().take(TOP) {
+            let what = match cs.items.get(id) {
+                Some(i) => format!("{} {id} {:?}", i.kind, i.title),
+                None => format!("item {id}"),
+            };
+            t.row(vec![what, count(tally.files), size(tally.bytes)]);
+        }
+        if top.len() > TOP {
+            t.styled_row(vec![
+                (format!("… {} more items", count((top.len() - TOP) as u64)), DIM),
+                (String::new(), DIM),
+                (String::new(), DIM),
+            ]);
+        }
+        out.push_str(&t.render(0));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&closing(cs));
+    out.push('\n');
+    out
+}
+
+/// `Metadata/<Kind>`, `Media` or `PhotoTranscoder` for a change of no item.
+fn area(c: &Change) -> String {
+    let path = match c.op() {
+        Some(Op::DeleteFile(f)) => f.path.as_str(),
+        Some(Op::DeleteDir(d)) => d.path.as_str(),
+        _ => return "other".into(),
+    };
+    if path.starts_with("Cache/PhotoTranscoder") {
+        return "PhotoTranscoder cache".into();
+    }
+    if path.starts_with("Media/") {
+        return "Media bundles".into();
+    }
+    match path.strip_prefix("Metadata/").and_then(|r| r.split('/').next()) {
+        Some(kind) => format!("Metadata/{kind} bundles"),
+        None => "other".into(),
+    }
+}
+
+/// The part of `cs` about `sections` and `items` (everything when both are empty); changes of
+/// no item stay only when neither is asked for. The summary is summed up again.
+pub fn filter(cs: Changeset, sections: &[i64], items: &[i64]) -> Changeset {
+    if sections.is_empty() && items.is_empty() {
+        return cs;
+    }
+    let keep = |c: &Change| match c.item {
+        Some(id) => {
+            let section = cs.items.get(&id).and_then(|i| i.section);
+            (items.is_empty() || items.contains(&id))
+                && (sections.is_empty() || section.is_some_and(|s| sections.contains(&s)))
+        }
+        None => false,
+    };
+    let changes: Vec<Change> = cs.changes.iter().filter(|c| keep(c)).cloned().collect();
+    let kept = cs
+        .summary
+        .kept_local_by_section
+        .iter()
+        .filter(|(s, _)| sections.is_empty() || sections.contains(s))
+        .filter(|_| items.is_empty())
+        .map(|(s, n)| (*s, *n))
+        .collect();
+    let mut out = Changeset::new(&cs.plex_dir, cs.spec.clone(), cs.items.clone(), changes, kept);
+    out.format = cs.format.clone();
+    out.tool = cs.tool.clone();
+    out.created_at = cs.created_at.clone();
+    out
+}
