@@ -4,7 +4,8 @@
 #   [TRIGGERS=broad] bash bench/apply.sh [WORKDIR]
 #
 # Builds two identical large fixtures (same seed) in WORKDIR (default /tmp/tidyplex-bench-apply,
-# removed afterwards), plans stage 3 on the first, applies it there, and deletes exactly the same
+# removed afterwards), plans what a user runs (stage 3, bundles 3, the whole cache) on the
+# first, applies it there, and deletes exactly the same
 # files and folders on the second with `xargs rm -rf`. Prints the deletion ratio (target:
 # apply <= 1.2x) and the URL update rate (target: >= 20,000 per second uncontended).
 set -euo pipefail
@@ -20,15 +21,23 @@ echo "building two large fixtures …" >&2
 "$bin" fixture "$work/a" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
 "$bin" fixture "$work/b" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
 
-"$bin" -q --plex-dir "$work/a" plan --stage 3 --json -o "$work/plan.json" >/dev/null
+"$bin" -q --plex-dir "$work/a" plan --stage 3 --bundles 3 --cache all --json -o "$work/plan.json" >/dev/null
 python3 - "$work/plan.json" "$work/b" > "$work/paths" <<'PY'
-import json, sys
+import json, re, sys
 cs = json.load(open(sys.argv[1]))
 root = sys.argv[2]
-for c in cs["changes"]:
-    for kind in ("delete_file", "delete_dir"):
-        if kind in c:
-            sys.stdout.write(f"{root}/{c[kind]['path']}\0")
+hexdigest = re.compile(r"^[0-9a-fA-F]{64}$")
+groups = [i.get("delete", {}) for i in cs.get("items", [])]
+groups += [a.get("delete", {}) for a in cs.get("areas", {}).values()]
+for group in groups:
+    for folder, lines in group.items():
+        for line in lines:
+            if hexdigest.match(line.rsplit(" ", 1)[1]):
+                rel = line.rsplit(" ", 3)[0].rstrip("/")
+            else:
+                rel = line[: -len(" shared")] if line.endswith(" shared") else line
+                rel = rel.rsplit(" ", 2)[0]
+            sys.stdout.write(f"{root}/{folder}/{rel}\0")
 PY
 # Warm both trees alike.
 find "$work/a" "$work/b" -printf '%s %T@\n' >/dev/null
@@ -36,7 +45,7 @@ find "$work/a" "$work/b" -printf '%s %T@\n' >/dev/null
 t0=$(date +%s.%N)
 xargs -0 rm -rf -- < "$work/paths"
 t1=$(date +%s.%N)
-"$bin" -q --plex-dir "$work/a" apply "$work/plan.json" --yes --json > "$work/report.json"
+/usr/bin/time -f "%M" -o "$work/rss" "$bin" -q --plex-dir "$work/a" apply "$work/plan.json" --yes --json > "$work/report.json"
 
 python3 - "$work/report.json" "$t0" "$t1" <<'PY'
 import json, sys
@@ -46,6 +55,7 @@ print(f"files deleted             {r['files_deleted']:,} ({r['bytes_freed'] / 2*
 print(f"xargs rm -rf (same set)   {rm:.2f} s")
 print(f"apply: deletions          {r['files_seconds']:.2f} s   ratio {r['files_seconds'] / rm:.2f}x  (target <= 1.2x)")
 PY
+echo "apply: peak memory        $(( $(cat "$work/rss") / 1024 )) MB  (target <= 300 MB)"
 python3 - "$work/plan.json" "$work/report.json" <<'PY'
 import json, sys
 cs = json.load(open(sys.argv[1]))

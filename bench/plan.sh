@@ -4,9 +4,10 @@
 #   bash bench/plan.sh [DIR] [RUNS]
 #
 # Builds the large fixture in DIR (default /tmp/tidyplex-bench; kept between runs), warms the
-# cache, then times RUNS (default 3) alternating runs of `find`, `plan --stage 3` and
-# `plan --bundles 3 --cache all`, and prints the best of each, the ratios (target: plan <= 1.0x
-# find), plan's peak memory (target <= 300 MB) and the changeset sizes (target <= 30 MB).
+# cache, then times RUNS (default 3) alternating runs of `find` and of the plan a user runs
+# (`plan --stage 3 --bundles 3 --cache all`), and prints the best of each, the ratio (target:
+# plan <= 1.0x find), plan's peak memory (target <= 300 MB), the changeset's size (target
+# <= 30 MB) and lines, and the time and memory of `show --summary` and `diff` on it.
 # Ratios, not absolute times, are what compare across machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +37,12 @@ time_it() {
 }
 for _ in $(seq "$runs"); do
     time_it find find "$dir" -printf '%s %T@\n'
-    time_it stage3 "$bin" -q --plex-dir "$dir" plan --stage 3 -o "$out/stage3.yaml"
-    time_it bundles "$bin" -q --plex-dir "$dir" plan --bundles 3 --cache all -o "$out/bundles.yaml"
+    time_it all "$bin" -q --plex-dir "$dir" plan --stage 3 --bundles 3 --cache all -o "$out/all.yaml"
 done
+# Reading it back: the summary, and a diff against a smaller plan of the same library.
+"$bin" -q --plex-dir "$dir" plan --stage 2 --bundles 3 -o "$out/stage2.yaml" > /dev/null
+time_it summary "$bin" -q show "$out/all.yaml" --summary
+time_it diff "$bin" -q diff "$out/stage2.yaml" "$out/all.yaml"
 python3 - "$out" "$files" <<'PY'
 import os, sys
 out, files = sys.argv[1], int(sys.argv[2])
@@ -48,10 +52,16 @@ for line in open(os.path.join(out, "times")):
     t, m = best.get(name, (1e9, 0))
     best[name] = (min(t, float(secs)), max(m, int(rss)))
 find = best["find"][0]
-print(f"files in the fixture                  {files:,}")
-print(f"find -printf '%s %T@'                 {find:.2f} s")
-for name, label, yaml in [("stage3", "plan --stage 3", "stage3.yaml"), ("bundles", "plan --bundles 3 --cache all", "bundles.yaml")]:
-    t, rss = best[name]
-    size = os.path.getsize(os.path.join(out, yaml))
-    print(f"{label:<37} {t:.2f} s  ratio {t / find:.2f}x (<= 1.0x)  peak {rss / 1024:.0f} MB (<= 300)  changeset {size / 1e6:.1f} MB (<= 30)")
+path = os.path.join(out, "all.yaml")
+size = os.path.getsize(path)
+lines = sum(1 for _ in open(path, "rb"))
+t, rss = best["all"]
+print(f"files in the fixture                          {files:,}")
+print(f"find -printf '%s %T@'                         {find:.2f} s")
+print(f"plan --stage 3 --bundles 3 --cache all        {t:.2f} s  ratio {t / find:.2f}x (<= 1.0x)  peak {rss / 1024:.0f} MB (<= 300)")
+print(f"  its changeset                               {size / 1e6:.1f} MB (<= 30), {lines:,} lines")
+t, rss = best["summary"]
+print(f"show --summary of it                          {t:.2f} s  peak {rss / 1024:.0f} MB")
+t, rss = best["diff"]
+print(f"diff of it against a stage-2 plan             {t:.2f} s (<= 10)  peak {rss / 1024:.0f} MB (<= 500)")
 PY
