@@ -100,6 +100,8 @@ pub enum Command {
     Plex(PlexArgs),
     /// Publish a `dir` image host's folder over HTTP (GET /i/<blake3>.<ext>) for Plex to fetch
     Serve(ServeArgs),
+    /// See a saved changeset in a browser: per item what stays and what goes, as thumbnails
+    Review(ReviewArgs),
     /// Build a sample library and walk plan → show → apply → plan on it
     Demo(DemoArgs),
     /// Build a realistic synthetic Plex data folder (for tests, demos and benchmarks)
@@ -189,6 +191,19 @@ pub struct ServeArgs {
     /// Address to listen on (the SPEC's public_url must reach it: http://ADDR/i)
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub bind: String,
+}
+
+/// `tidyplex review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The changeset (YAML or JSON, format 1 or 2)
+    pub file: PathBuf,
+    /// Address to listen on; anything but loopback lets other machines see your library
+    #[arg(long, default_value = "127.0.0.1:8182", value_name = "ADDR")]
+    pub bind: String,
+    /// Open the page in the default browser
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// Options shared by `apply` and `run`.
@@ -399,6 +414,25 @@ fn run(cli: Cli) -> Result<i32> {
                     "Serving {} at http://{addr}/i/<blake3>.<ext> (Ctrl-C stops)\n",
                     dir.display()
                 ));
+            })?;
+            Ok(0)
+        }
+        Command::Review(args) => {
+            let cs = read_changeset(&args.file)?;
+            let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+            crate::review::review(paths, cs, &args.bind, |addr, token| {
+                let url = format!("http://{addr}/?token={token}");
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "listening on {addr}: anyone who can reach it and has the URL sees your library"
+                    );
+                }
+                let _ =
+                    print(&format!("Reviewing {} at {url} (Ctrl-C stops)\n", args.file.display()));
+                if args.open {
+                    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+                    let _ = std::process::Command::new(opener).arg(&url).spawn();
+                }
             })?;
             Ok(0)
         }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod fixture;
 pub mod plex;
 pub mod render;
+pub mod review;
 pub mod scan;
 pub mod schema;
 pub mod serve;
