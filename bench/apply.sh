@@ -21,7 +21,8 @@ echo "building two large fixtures …" >&2
 "$bin" fixture "$work/a" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
 "$bin" fixture "$work/b" --scale large --triggers "${TRIGGERS:-scoped}" >/dev/null
 
-"$bin" -q --plex-dir "$work/a" plan --stage 3 --bundles 3 --cache all --json -o "$work/plan.json" >/dev/null
+"$bin" -q --plex-dir "$work/a" plan --stage 3 --bundles 3 --cache all -o "$work/plan.yaml" >/dev/null
+"$bin" -q show "$work/plan.yaml" --json > "$work/plan.json"
 python3 - "$work/plan.json" "$work/b" > "$work/paths" <<'PY'
 import json, re, sys
 cs = json.load(open(sys.argv[1]))
@@ -45,7 +46,7 @@ find "$work/a" "$work/b" -printf '%s %T@\n' >/dev/null
 t0=$(date +%s.%N)
 xargs -0 rm -rf -- < "$work/paths"
 t1=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$work/rss" "$bin" -q --plex-dir "$work/a" apply "$work/plan.json" --yes --json > "$work/report.json"
+/usr/bin/time -f "%M" -o "$work/rss" "$bin" -q --plex-dir "$work/a" apply "$work/plan.yaml" --yes --json > "$work/report.json"
 
 python3 - "$work/report.json" "$t0" "$t1" <<'PY'
 import json, sys

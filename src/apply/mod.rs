@@ -183,17 +183,7 @@ pub fn image_host(
 /// Checks the whole changeset against this plex dir and its disk before anything changes.
 pub fn validate(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
     cs.validate()?;
-    let same = match (Path::new(&cs.plex_dir).canonicalize(), paths.root.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if !same {
-        bail!(
-            "the changeset was planned for {}, not {}; plan again for this server",
-            cs.plex_dir,
-            paths.root.display()
-        );
-    }
+    check_plex_dir(paths, cs)?;
     for (i, change) in cs.changes.iter().enumerate() {
         let path = match change.op() {
             Some(Op::DeleteFile(f)) => &f.path,
@@ -204,6 +194,22 @@ pub fn validate(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
         files::check_no_symlinked_dirs(paths, path).map_err(|e| {
             anyhow::anyhow!("change {}: {e}; the changeset is refused whole", i + 1)
         })?;
+    }
+    Ok(())
+}
+
+/// Refuses a changeset planned for another plex dir.
+pub fn check_plex_dir(paths: &PlexPaths, cs: &Changeset) -> Result<()> {
+    let same = match (Path::new(&cs.plex_dir).canonicalize(), paths.root.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same {
+        bail!(
+            "the changeset was planned for {}, not {}; plan again for this server",
+            cs.plex_dir,
+            paths.root.display()
+        );
     }
     Ok(())
 }

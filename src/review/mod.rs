@@ -86,7 +86,8 @@ pub fn review(
     bind: &str,
     ready: impl FnOnce(SocketAddr, &str),
 ) -> Result<()> {
-    crate::apply::validate(&paths, &cs)?;
+    // Parsing validated every change; the page checks each file it serves on its own.
+    crate::apply::check_plex_dir(&paths, &cs)?;
     let db = Db::open(&paths.db)?;
     let lib = Library::read(&db)?;
     let image_columns = db.schema.metadata_items.clone();
