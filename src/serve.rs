@@ -22,6 +22,16 @@ pub fn serve(folder: &Path, bind: &str, ready: impl FnOnce(SocketAddr)) -> Resul
             .canonicalize()
             .with_context(|| format!("cannot open the image folder {}", folder.display()))?,
     );
+    http(bind, ready, move |req| answer(root.clone(), req))
+}
+
+/// Runs an HTTP/1 server on `bind` (one thread) until the process is stopped: `ready` is told
+/// the bound address, and every request goes to `handle`.
+pub fn http<H, F>(bind: &str, ready: impl FnOnce(SocketAddr), handle: H) -> Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,10 +49,10 @@ pub fn serve(folder: &Path, bind: &str, ready: impl FnOnce(SocketAddr)) -> Resul
                     continue;
                 }
             };
-            let root = root.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let service = hyper::service::service_fn(move |req| answer(root.clone(), req));
+                let service = hyper::service::service_fn(handle);
                 if let Err(e) =
                     hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
                 {

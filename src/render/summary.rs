@@ -12,16 +12,22 @@ const TOP: usize = 10;
 
 /// What one group of changes adds up to.
 #[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    items: u64,
-    files: u64,
-    bytes: u64,
-    urls: u64,
-    other: u64,
+pub struct Tally {
+    /// Items (counted by the caller).
+    pub items: u64,
+    /// Files deleted (those in folders included).
+    pub files: u64,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// URL switches.
+    pub urls: u64,
+    /// Other changes (uploads, link refreshes, Plex calls).
+    pub other: u64,
 }
 
 impl Tally {
-    fn add(&mut self, change: &Change) {
+    /// Counts one more change.
+    pub fn add(&mut self, change: &Change) {
         match change.op() {
             Some(Op::DeleteFile(f)) => {
                 self.files += 1;
@@ -132,13 +138,17 @@ pub fn summary(cs: &Changeset) -> String {
     out
 }
 
-/// `Metadata/<Kind>`, `Media` or `PhotoTranscoder` for a change of no item.
+/// The area a change of no item is shown under.
 fn area(c: &Change) -> String {
-    let path = match c.op() {
-        Some(Op::DeleteFile(f)) => f.path.as_str(),
-        Some(Op::DeleteDir(d)) => d.path.as_str(),
-        _ => return "other".into(),
-    };
+    match c.op() {
+        Some(Op::DeleteFile(f)) => area_of(&f.path),
+        Some(Op::DeleteDir(d)) => area_of(&d.path),
+        _ => "other".into(),
+    }
+}
+
+/// `Metadata/<Kind> bundles`, `Media bundles` or `PhotoTranscoder cache` for a path.
+pub fn area_of(path: &str) -> String {
     if path.starts_with("Cache/PhotoTranscoder") {
         return "PhotoTranscoder cache".into();
     }

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -25,6 +25,7 @@ use crate::plex::db::Db;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::Library;
 use crate::plex::{columns, ImageUrl};
+use crate::render::summary::Tally;
 use crate::scan::refs::link_target;
 use crate::scan::tree;
 
@@ -43,9 +44,7 @@ struct Row {
     kind: String,
     title: String,
     section: Option<i64>,
-    files: u64,
-    bytes: u64,
-    urls: u64,
+    tally: Tally,
     changes: std::ops::Range<usize>,
 }
 
@@ -113,35 +112,8 @@ pub fn review(
         kept: Mutex::default(),
         thumbs: thumbs::Cache::default(),
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the server")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind}"))?;
-        ready(listener.local_addr()?, &state.token);
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("accepting a connection failed: {e}");
-                    continue;
-                }
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let service = hyper::service::service_fn(move |req| answer(state.clone(), req));
-                if let Err(e) =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
-                {
-                    tracing::debug!("connection ended: {e}");
-                }
-            });
-        }
-    })
+    let token = state.token.clone();
+    crate::serve::http(bind, |addr| ready(addr, &token), move |req| answer(state.clone(), req))
 }
 
 /// The items of `cs` in its order, with their totals.
@@ -156,26 +128,13 @@ fn rows(cs: &Changeset) -> Vec<Row> {
                 kind: info.map_or_else(|| "item".into(), |i| i.kind.clone()),
                 title: info.map_or_else(String::new, |i| i.title.clone()),
                 section: info.and_then(|i| i.section),
-                files: 0,
-                bytes: 0,
-                urls: 0,
+                tally: Tally::default(),
                 changes: i..i,
             });
         }
         let row = out.last_mut().expect("pushed above");
         row.changes.end = i + 1;
-        match c.op() {
-            Some(Op::DeleteFile(f)) => {
-                row.files += 1;
-                row.bytes += f.freed();
-            }
-            Some(Op::DeleteDir(d)) => {
-                row.files += d.files;
-                row.bytes += d.bytes;
-            }
-            Some(Op::SetUrl(_)) => row.urls += 1,
-            _ => {}
-        }
+        row.tally.add(c);
     }
     out
 }
@@ -282,9 +241,9 @@ fn summary(state: &State) -> Value {
     for r in &state.rows {
         let s = sections.entry(r.section).or_default();
         s.0 += 1;
-        s.1 += r.files;
-        s.2 += r.bytes;
-        s.3 += r.urls;
+        s.1 += r.tally.files;
+        s.2 += r.tally.bytes;
+        s.3 += r.tally.urls;
     }
     let mut areas: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for c in cs.changes.iter().filter(|c| c.item.is_none()) {
@@ -293,7 +252,7 @@ fn summary(state: &State) -> Value {
             Some(Op::DeleteDir(d)) => (&d.path, d.files, d.bytes),
             _ => continue,
         };
-        let a = areas.entry(area(path)).or_default();
+        let a = areas.entry(crate::render::summary::area_of(path)).or_default();
         a.0 += files;
         a.1 += bytes;
     }
@@ -311,17 +270,6 @@ fn summary(state: &State) -> Value {
     })
 }
 
-fn area(path: &str) -> String {
-    if path.starts_with("Cache/") {
-        return "PhotoTranscoder cache".into();
-    }
-    if path.starts_with("Media/") {
-        return "Media bundles".into();
-    }
-    let kind = path.strip_prefix("Metadata/").and_then(|r| r.split('/').next()).unwrap_or("other");
-    format!("Metadata/{kind} bundles")
-}
-
 /// A page of items: `offset`, `limit`, `section`, `q` (title contains), `sort` (`bytes`,
 /// `title` or the plan's order).
 fn items(state: &State, q: &HashMap<String, String>) -> Value {
@@ -334,7 +282,9 @@ fn items(state: &State, q: &HashMap<String, String>) -> Value {
         .filter(|r| needle.as_ref().is_none_or(|n| r.title.to_lowercase().contains(n)))
         .collect();
     match q.get("sort").map(String::as_str) {
-        Some("bytes") => picked.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.id.cmp(&b.id))),
+        Some("bytes") => {
+            picked.sort_by(|a, b| b.tally.bytes.cmp(&a.tally.bytes).then(a.id.cmp(&b.id)))
+        }
         Some("title") => picked.sort_by(|a, b| a.title.cmp(&b.title).then(a.id.cmp(&b.id))),
         _ => {}
     }
@@ -402,7 +352,7 @@ fn item(state: &State, row: &Row) -> Value {
     }
     json!({
         "id": row.id, "type": row.kind, "title": row.title, "section": row.section,
-        "files": row.files, "bytes": row.bytes, "columns": cols, "deletes": deletes,
+        "files": row.tally.files, "bytes": row.tally.bytes, "columns": cols, "deletes": deletes,
     })
 }
 
