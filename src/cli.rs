@@ -587,8 +587,11 @@ fn plex_client(global: &Global, root: Option<&Path>) -> Result<Option<api::Clien
         .ok()
         .filter(|t| !t.is_zero())
         .ok_or_else(|| anyhow::anyhow!("--plex-timeout must be a positive number of seconds"))?;
-    let client =
+    let mut client =
         api::Client::new(&global.plex_url, token, source, timeout).map_err(anyhow::Error::msg)?;
+    if let Some(paths) = root.and_then(|r| locate::locate(Some(r), global.db.as_deref()).ok()) {
+        client = client.with_id(api::client_id(&apply::state_dir(&paths)));
+    }
     tracing::info!(plex_url = client.url(), token = ?source, "talking to Plex");
     Ok(Some(client))
 }

@@ -241,9 +241,14 @@ fn apply_checks_idle_then_writes_then_calls_plex_a_few_at_a_time() {
     assert_eq!(lines[..2], ["GET /status/sessions", "GET /activities"], "idle check first");
     assert_eq!(puts(&plex), expected);
     assert_eq!(lines.len(), 2 + expected.len(), "{lines:#?}");
+    // One client identifier, made at random once and kept in tidyplex's state folder.
+    let id = std::fs::read_to_string(dir.join("Plug-in Support/tidyplex/plex-client-id")).unwrap();
+    let id = id.trim();
+    assert!(id.starts_with("tidyplex-") && id.len() == 41, "{id}");
     for call in plex.calls() {
         assert_eq!(call.token.as_deref(), Some(TOKEN), "the token goes in the header");
         assert_eq!(call.accept.as_deref(), Some("application/json"));
+        assert_eq!(call.client.as_deref(), Some(id));
         assert!(!call.path.contains(TOKEN), "never in the URL: {}", call.path);
     }
     let most = plex.max_in_flight();
@@ -270,6 +275,7 @@ fn apply_checks_idle_then_writes_then_calls_plex_a_few_at_a_time() {
     );
     assert!(!puts(&plex).contains(&"PUT /library/metadata/8/refresh".to_string()));
     assert_eq!(puts(&plex).len(), expected.len() - 1);
+    assert!(plex.calls().iter().all(|c| c.client.as_deref() == Some(id)), "the same one next run");
 }
 
 #[test]
@@ -321,7 +327,7 @@ fn when_idle_defers_everything_while_plex_plays_or_scans() {
     let (file, _) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2", "--repair"]);
     let f = file.to_str().unwrap();
     let plex = PlexStandIn::start(TOKEN);
-    let before = snapshot(&dir);
+    let before = without_state(snapshot(&dir));
 
     plex.set(|c| c.sessions = 1);
     let out = expect(tp(&dir, &plex.url(), Some(TOKEN), &["apply", f, "--yes", "--when-idle"]), 3);
@@ -362,10 +368,13 @@ fn when_idle_defers_everything_while_plex_plays_or_scans() {
         "only questions asked: {:?}",
         plex.lines()
     );
-    assert_unchanged(&before, &snapshot(&dir));
+    assert_unchanged(&before, &without_state(snapshot(&dir)));
 
-    // Idle again: it applies.
-    plex.set(|c| c.activities = vec![activity("provider.epg.load", "Loading guide")]);
+    // Idle again (theme music while someone browses is not playing): it applies.
+    plex.set(|c| {
+        c.activities = vec![activity("provider.epg.load", "Loading guide")];
+        c.theme_sessions = 2;
+    });
     expect(tp(&dir, &plex.url(), Some(TOKEN), &["apply", f, "--yes", "--when-idle"]), 0);
     assert!(plex.lines().iter().any(|l| l.starts_with("PUT ")));
 }
@@ -376,7 +385,7 @@ fn refused_tokens_timeouts_and_absent_servers_are_one_clear_line_and_nothing_hal
     break_images(&dir);
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2", "--repair"]);
     let f = file.to_str().unwrap();
-    let before = snapshot(&dir);
+    let before = without_state(snapshot(&dir));
 
     // 401 with --when-idle: an error before anything changes.
     let plex = PlexStandIn::start("the-right-token");
@@ -387,7 +396,7 @@ fn refused_tokens_timeouts_and_absent_servers_are_one_clear_line_and_nothing_hal
         plex.url()
     )), "{}", out.stderr);
     assert!(out.stderr.contains("nothing was changed"));
-    assert_unchanged(&before, &snapshot(&dir));
+    assert_unchanged(&before, &without_state(snapshot(&dir)));
 
     // Timeout with --when-idle: deferred, nothing changed.
     let slow = PlexStandIn::start(TOKEN);
@@ -411,7 +420,7 @@ fn refused_tokens_timeouts_and_absent_servers_are_one_clear_line_and_nothing_hal
         "{}",
         out.stdout
     );
-    assert_unchanged(&before, &snapshot(&dir));
+    assert_unchanged(&before, &without_state(snapshot(&dir)));
 
     // Connection refused: Plex is not running, so it is idle; the writes and deletions are
     // made whole, the calls deferred with a clear reason.

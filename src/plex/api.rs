@@ -207,6 +207,29 @@ pub struct Client {
     source: TokenSource,
     timeout: Duration,
     http: reqwest::blocking::Client,
+    id: String,
+}
+
+/// The `X-Plex-Client-Identifier` kept in `state` (tidyplex's state folder): made once at
+/// random and reused; a fresh one for this run when the folder cannot be written.
+pub fn client_id(state: &std::path::Path) -> String {
+    let file = state.join("plex-client-id");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let id = text.trim();
+        if id.len() >= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return id.to_string();
+        }
+    }
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        return "tidyplex".into();
+    }
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("tidyplex-{id}");
+    if std::fs::create_dir_all(state).is_ok() {
+        let _ = std::fs::write(&file, format!("{id}\n"));
+    }
+    id
 }
 
 impl std::fmt::Debug for Client {
@@ -254,7 +277,14 @@ impl Client {
             .user_agent(concat!("tidyplex/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
-        Ok(Client { base, token, source, timeout, http })
+        Ok(Client { base, token, source, timeout, http, id: "tidyplex".into() })
+    }
+
+    /// The same client naming itself `id` (`X-Plex-Client-Identifier`), so Plex sees one
+    /// device across runs instead of a shared name.
+    pub fn with_id(mut self, id: String) -> Client {
+        self.id = id;
+        self
     }
 
     /// The server's address (no secret in it).
@@ -289,7 +319,7 @@ impl Client {
             .header(reqwest::header::ACCEPT, "application/json")
             .header("X-Plex-Product", "tidyplex")
             .header("X-Plex-Version", env!("CARGO_PKG_VERSION"))
-            .header("X-Plex-Client-Identifier", "tidyplex");
+            .header("X-Plex-Client-Identifier", self.id.as_str());
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
@@ -355,16 +385,7 @@ impl Client {
 
     /// Playing sessions and library/media activities.
     pub fn busy(&self) -> Result<Busy, PlexError> {
-        let sessions = self.get_json("/status/sessions")?;
-        let sessions = container(&sessions)
-            .and_then(|c| c.get("size"))
-            .and_then(number)
-            .or_else(|| {
-                container(&sessions)
-                    .and_then(|c| c.get("Metadata"))
-                    .map(|m| m.as_array().map_or(0, |a| a.len() as u64))
-            })
-            .unwrap_or(0);
+        let sessions = playing(&self.get_json("/status/sessions")?);
         let activities = self.activities()?.into_iter().filter(Activity::is_busy).collect();
         Ok(Busy { sessions, activities })
     }
@@ -462,6 +483,21 @@ fn number(v: &Value) -> Option<u64> {
 
 fn text(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// The playing sessions in a `/status/sessions` answer, leaving out theme music that plays
+/// while someone browses (`guid` starting with `library://`, as Tautulli does).
+fn playing(answer: &serde_json::Value) -> u64 {
+    let c = container(answer);
+    match c.and_then(|c| c.get("Metadata")).and_then(|m| m.as_array()) {
+        Some(list) => list
+            .iter()
+            .filter(|s| {
+                !s.get("guid").and_then(|g| g.as_str()).is_some_and(|g| g.starts_with("library://"))
+            })
+            .count() as u64,
+        None => c.and_then(|c| c.get("size")).and_then(number).unwrap_or(0),
+    }
 }
 
 #[cfg(test)]

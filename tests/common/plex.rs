@@ -22,6 +22,8 @@ pub struct Call {
     pub token: Option<String>,
     /// The `Accept` header.
     pub accept: Option<String>,
+    /// The `X-Plex-Client-Identifier` header.
+    pub client: Option<String>,
 }
 
 impl Call {
@@ -38,6 +40,8 @@ pub struct Conf {
     pub token: String,
     /// Playing sessions (`/status/sessions`).
     pub sessions: u64,
+    /// Theme music playing while someone browses (sessions with a `library://` guid).
+    pub theme_sessions: u64,
     /// Activities (`/activities`).
     pub activities: Vec<Value>,
     /// Report `activities` for this many more `/activities` requests only (`None`: always).
@@ -55,6 +59,7 @@ impl Default for Conf {
         Conf {
             token: String::new(),
             sessions: 0,
+            theme_sessions: 0,
             activities: Vec::new(),
             activities_left: None,
             sections: vec![1, 2, 3],
@@ -184,7 +189,13 @@ fn handle(mut stream: TcpStream, s: &Shared) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let call = Call { method, path, token: header("x-plex-token"), accept: header("accept") };
+    let call = Call {
+        method,
+        path,
+        token: header("x-plex-token"),
+        accept: header("accept"),
+        client: header("x-plex-client-identifier"),
+    };
     s.calls.lock().unwrap().push(call.clone());
 
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -218,10 +229,13 @@ fn answer(call: &Call, s: &Shared) -> (u16, String) {
     let route = call.path.split('?').next().unwrap_or_default();
     let body = match (call.method.as_str(), route) {
         ("GET", "/status/sessions") => {
-            let list: Vec<Value> = (0..conf.sessions)
-                .map(|i| json!({"type": "movie", "title": format!("Film {i}")}))
+            let mut list: Vec<Value> = (0..conf.sessions)
+                .map(|i| json!({"type": "movie", "title": format!("Film {i}"), "guid": format!("plex://movie/{i}")}))
                 .collect();
-            json!({"MediaContainer": {"size": conf.sessions, "Metadata": list}})
+            list.extend((0..conf.theme_sessions).map(|i| {
+                json!({"type": "track", "title": format!("Theme {i}"), "guid": format!("library://x/item/%2Flibrary%2Fmetadata%2F{i}")})
+            }));
+            json!({"MediaContainer": {"size": list.len(), "Metadata": list}})
         }
         ("GET", "/activities") => {
             let mut c = s.conf.lock().unwrap();

@@ -298,7 +298,8 @@ fn message(base: &str, id: &str, att: Option<(&str, &str, usize)>, ttl: i64) -> 
 }
 
 fn discord(state: &Mutex<DiscordState>, base: &str, id: &str, token: &str, req: &Request) -> Reply {
-    let hook = format!("/api/webhooks/{id}/{token}");
+    // Like Discord: the current API version, and a User-Agent of the documented form.
+    let hook = format!("/api/v10/webhooks/{id}/{token}");
     let path = req.path().to_string();
     // The CDN: a link works until its `ex`.
     if let Some(rest) = path.strip_prefix("/attachments/") {
@@ -324,6 +325,12 @@ fn discord(state: &Mutex<DiscordState>, base: &str, id: &str, token: &str, req: 
     }
     if !path.starts_with(&hook) {
         return Reply::json(404, serde_json::json!({"message": "Unknown Webhook", "code": 10015}));
+    }
+    if !req
+        .header("user-agent")
+        .is_some_and(|ua| ua.starts_with("DiscordBot (") && ua.ends_with(')'))
+    {
+        return Reply::json(400, serde_json::json!({"message": "bad User-Agent", "code": 0}));
     }
     let rest = &path[hook.len()..];
     if req.method == "GET" {

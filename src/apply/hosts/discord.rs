@@ -11,6 +11,17 @@ use serde::Deserialize;
 use super::http::{Client, Reply};
 use super::{content_type, file_name, ledger, DiscordIds, Host, HostError, Hosted, Reuse};
 
+/// The Discord API version webhook calls use.
+pub const API_VERSION: &str = "v10";
+
+/// `DiscordBot (<url>, <version>)`, the User-Agent form Discord documents.
+pub fn user_agent() -> String {
+    let url = option_env!("CARGO_PKG_REPOSITORY")
+        .filter(|u| !u.is_empty())
+        .unwrap_or("https://crates.io/crates/tidyplex");
+    format!("DiscordBot ({url}, {})", env!("CARGO_PKG_VERSION"))
+}
+
 /// Discord's attachment limit for webhooks without boosts.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -80,10 +91,19 @@ impl Discord {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || token.is_empty() {
             return Err(bad());
         }
+        let versioned = segments[..segments.len() - 3].last().is_some_and(|s| s.starts_with('v'));
+        // An unversioned webhook URL would reach Discord's deprecated default version.
+        let path = (!versioned && segments.first() == Some(&"api"))
+            .then(|| format!("/api/{API_VERSION}/{}", segments[1..].join("/")));
+        let (id, token) = (id.to_string(), token.to_string());
+        let mut webhook = webhook.clone();
+        if let Some(path) = path {
+            webhook.set_path(&path);
+        }
         let mut secrets = vec![url.to_string(), token.to_string(), webhook.to_string()];
         secrets.push(webhook.path().to_string());
-        let client = Client::new(secrets)?;
-        Ok(Discord { client, webhook_id: id.to_string(), webhook, margin })
+        let client = Client::with_user_agent(secrets, &user_agent())?;
+        Ok(Discord { client, webhook_id: id, webhook, margin })
     }
 
     /// The webhook URL with `extra` path segments and `wait=true`.
@@ -278,6 +298,12 @@ mod tests {
         assert!(!format!("{d:?}").contains("s3cret"));
         assert!(d.url(&["messages", "9"], false).as_str().ends_with("/123/s3cret/messages/9"));
         assert!(d.url(&[], true).as_str().ends_with("/123/s3cret?wait=true"));
+        // Unversioned URLs go to the current API version; a versioned one is kept.
+        assert_eq!(d.url(&[], false).path(), "/api/v10/webhooks/123/s3cret");
+        let v9 =
+            Discord::new("https://discord.com/api/v9/webhooks/1/t0ken", Duration::ZERO).unwrap();
+        assert_eq!(v9.url(&[], false).path(), "/api/v9/webhooks/1/t0ken");
+        assert!(user_agent().starts_with("DiscordBot (https://") && user_agent().ends_with(')'));
         for bad in [
             "not a url",
             "ftp://x/webhooks/1/t",

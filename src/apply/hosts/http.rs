@@ -52,8 +52,13 @@ pub struct Client {
 impl Client {
     /// A client whose messages never show any of `secrets`.
     pub fn new(secrets: Vec<String>) -> anyhow::Result<Client> {
+        Client::with_user_agent(secrets, concat!("tidyplex/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// [`Client::new`] that names itself `agent`.
+    pub fn with_user_agent(secrets: Vec<String>, agent: &str) -> anyhow::Result<Client> {
         let inner = reqwest::blocking::Client::builder()
-            .user_agent(concat!("tidyplex/", env!("CARGO_PKG_VERSION")))
+            .user_agent(agent)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .redirect(reqwest::redirect::Policy::none())
