@@ -506,15 +506,15 @@ fn maintenance_runs_in_plex_order_and_waits_for_it() {
         plex.lines(),
         [
             "GET /library/sections",
-            "PUT /library/sections/1/emptyTrash?async=0",
+            "PUT /library/sections/1/emptyTrash",
             "GET /activities",
             "GET /activities",
             "GET /activities",
-            "PUT /library/sections/2/emptyTrash?async=0",
+            "PUT /library/sections/2/emptyTrash",
             "GET /activities",
-            "PUT /library/clean/bundles?async=0",
+            "PUT /library/clean/bundles?async=1",
             "GET /activities",
-            "PUT /library/optimize?async=0",
+            "PUT /library/optimize?async=1",
             "GET /activities",
         ]
     );
@@ -523,7 +523,7 @@ fn maintenance_runs_in_plex_order_and_waits_for_it() {
 
     plex.clear();
     expect(tp(&dir, &plex.url(), Some(TOKEN), &["plex", "empty-trash", "--section", "2"]), 0);
-    assert_eq!(plex.lines(), ["PUT /library/sections/2/emptyTrash?async=0", "GET /activities"]);
+    assert_eq!(plex.lines(), ["PUT /library/sections/2/emptyTrash", "GET /activities"]);
     let out =
         expect(tp(&dir, &plex.url(), Some(TOKEN), &["plex", "optimize", "--section", "2"]), 1);
     assert!(out.stderr.contains("--section applies to empty-trash"));
@@ -566,12 +566,47 @@ fn maintenance_runs_in_plex_order_and_waits_for_it() {
     assert_eq!(
         puts[n..],
         [
-            "PUT /library/sections/1/emptyTrash?async=0",
-            "PUT /library/sections/3/emptyTrash?async=0",
-            "PUT /library/clean/bundles?async=0",
-            "PUT /library/optimize?async=0",
+            "PUT /library/sections/1/emptyTrash",
+            "PUT /library/sections/3/emptyTrash",
+            "PUT /library/clean/bundles?async=1",
+            "PUT /library/optimize?async=1",
         ]
     );
+}
+
+#[test]
+fn maintenance_waits_for_its_own_job_not_for_plex_s_other_work() {
+    let (_tmp, dir, _) = fixture(&[]);
+    let plex = PlexStandIn::start(TOKEN);
+    // Plex generates video previews for hours; our jobs announce themselves and run 2 polls.
+    plex.set(|c| {
+        c.activities = vec![activity("media.generate.bif", "Generating video preview thumbnails")];
+        c.job_polls = 2;
+    });
+    let out = expect(
+        tp(&dir, &plex.url(), Some(TOKEN), &["plex", "clean-bundles", "optimize", "--wait", "30"]),
+        0,
+    );
+    assert!(out.stdout.contains("Plex optimize: done"), "{}", out.stdout);
+    assert_eq!(
+        plex.lines(),
+        [
+            "PUT /library/clean/bundles?async=1",
+            "GET /activities",
+            "GET /activities",
+            "GET /activities",
+            "PUT /library/optimize?async=1",
+            "GET /activities",
+            "GET /activities",
+            "GET /activities",
+        ],
+        "each job waited for until it is gone, the preview generation ignored"
+    );
+    // Without the job id, the old rule: any library or media activity holds it up.
+    plex.set(|c| c.job_polls = 0);
+    plex.clear();
+    let out = expect(tp(&dir, &plex.url(), Some(TOKEN), &["plex", "optimize", "--wait", "1"]), 1);
+    assert!(out.stderr.contains("still busy after 1 s"), "{}", out.stderr);
 }
 
 #[test]

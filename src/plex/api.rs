@@ -126,6 +126,8 @@ impl PlexError {
 /// An activity Plex reports under `/activities`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activity {
+    /// Its id.
+    pub uuid: String,
     /// `library.update.section`, `library.refresh.items`, `media.generate.bif`, …
     pub kind: String,
     /// `Scanning Movies`, …
@@ -304,6 +306,17 @@ impl Client {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, PlexError> {
+        self.send_for_activity(method, path, timeout).map(|(body, _)| body)
+    }
+
+    /// [`Client::send`], also returning the `X-Plex-Activity` id Plex answers a job it
+    /// started with.
+    fn send_for_activity(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<u8>, Option<String>), PlexError> {
         let url = format!("{}{path}", self.base);
         let mut token = reqwest::header::HeaderValue::from_str(&self.token.0).map_err(|_| {
             PlexError::Other(
@@ -328,7 +341,14 @@ impl Client {
         let resp = req.send().map_err(|e| self.classify(&e, timeout))?;
         let status = resp.status();
         if status.is_success() {
-            return resp.bytes().map(|b| b.to_vec()).map_err(|e| self.classify(&e, timeout));
+            let activity = resp
+                .headers()
+                .get("X-Plex-Activity")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+            let body = resp.bytes().map_err(|e| self.classify(&e, timeout))?;
+            return Ok((body.to_vec(), activity));
         }
         let code = status.as_u16();
         Err(match code {
@@ -397,7 +417,11 @@ impl Client {
         Ok(list
             .into_iter()
             .flatten()
-            .map(|a| Activity { kind: text(a.get("type")), title: text(a.get("title")) })
+            .map(|a| Activity {
+                uuid: text(a.get("uuid")),
+                kind: text(a.get("type")),
+                title: text(a.get("title")),
+            })
             .collect())
     }
 
@@ -418,9 +442,11 @@ impl Client {
         self.put(&format!("/library/metadata/{id}/{action}"), None)
     }
 
-    /// Runs one maintenance operation and waits for it: the request asks Plex to answer only
-    /// when done (`async=0`), then `/activities` is polled until no library or media activity
-    /// is left, within `wait` in all. `section` is for `EmptyTrash` (all sections when `None`).
+    /// Runs one maintenance operation and waits for it, within `wait` in all. Clean bundles and
+    /// optimize are started with `async=1`: Plex answers with the job's `X-Plex-Activity` id,
+    /// and tidyplex waits for that activity alone (Plex's other long jobs do not hold it up).
+    /// Emptying the trash has no documented `async`, so it is sent plain. Without an id, it
+    /// waits until no library or media activity is left. `sections` is for `EmptyTrash`.
     pub fn maintain(
         &self,
         op: Maintenance,
@@ -430,23 +456,41 @@ impl Client {
         let deadline = Instant::now() + wait;
         let left =
             || deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        match op {
+        let paths: Vec<String> = match op {
             Maintenance::EmptyTrash => {
-                for id in sections {
-                    self.put(&format!("/library/sections/{id}/emptyTrash?async=0"), Some(left()))?;
-                    self.wait_idle(deadline, wait)?;
-                }
+                sections.iter().map(|id| format!("/library/sections/{id}/emptyTrash")).collect()
             }
-            Maintenance::CleanBundles => {
-                self.put("/library/clean/bundles?async=0", Some(left()))?;
-                self.wait_idle(deadline, wait)?;
-            }
-            Maintenance::Optimize => {
-                self.put("/library/optimize?async=0", Some(left()))?;
-                self.wait_idle(deadline, wait)?;
+            Maintenance::CleanBundles => vec!["/library/clean/bundles?async=1".into()],
+            Maintenance::Optimize => vec!["/library/optimize?async=1".into()],
+        };
+        for path in paths {
+            let (_, activity) =
+                self.send_for_activity(reqwest::Method::PUT, &path, Some(left()))?;
+            match activity {
+                Some(uuid) => self.wait_for(&uuid, deadline, wait)?,
+                None => self.wait_idle(deadline, wait)?,
             }
         }
         Ok(())
+    }
+
+    /// Polls `/activities` until the activity `uuid` is gone or `deadline` passes.
+    fn wait_for(&self, uuid: &str, deadline: Instant, wait: Duration) -> Result<(), PlexError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let Some(job) = self.activities()?.into_iter().find(|a| a.uuid == uuid) else {
+                return Ok(());
+            };
+            if Instant::now() + pause > deadline {
+                let what = Busy { sessions: 0, activities: vec![job] }.to_string();
+                return Err(PlexError::Other(
+                    self.base.clone(),
+                    format!("still busy after {} s ({what})", wait.as_secs()),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// Polls `/activities` (quickly at first, then every 2 s) until no library or media

@@ -52,6 +52,11 @@ pub struct Conf {
     pub slow: Option<(String, Duration)>,
     /// Answer requests whose path starts with `.0` with status `.1`.
     pub fail: Option<(String, u16)>,
+    /// Like Plex, answer maintenance PUTs with an `X-Plex-Activity` id and report that job in
+    /// `/activities` for this many polls (0: no ids, the job is over when the PUT answers).
+    pub job_polls: usize,
+    /// Jobs started so far that are still running: (activity, polls left).
+    pub jobs: Vec<(Value, usize)>,
 }
 
 impl Default for Conf {
@@ -63,6 +68,8 @@ impl Default for Conf {
             activities: Vec::new(),
             activities_left: None,
             sections: vec![1, 2, 3],
+            job_polls: 0,
+            jobs: Vec::new(),
             slow: None,
             fail: None,
         }
@@ -201,14 +208,21 @@ fn handle(mut stream: TcpStream, s: &Shared) {
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let (status, body) = answer(&call, s);
+    let activity = STARTED.with(|st| st.borrow_mut().take());
+    let extra = activity.map(|id| format!("X-Plex-Activity: {id}\r\n")).unwrap_or_default();
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         if status == 200 { "OK" } else { "Error" },
         body.len()
     );
     let _ = stream.flush();
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+thread_local! {
+    /// The activity id the answer being written announces (one connection per thread).
+    static STARTED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 fn answer(call: &Call, s: &Shared) -> (u16, String) {
@@ -247,7 +261,12 @@ fn answer(call: &Call, s: &Shared) -> (u16, String) {
                     true
                 }
             };
-            let list = if report { conf.activities.clone() } else { vec![] };
+            let mut list = if report { conf.activities.clone() } else { vec![] };
+            for (job, left) in c.jobs.iter_mut() {
+                list.push(job.clone());
+                *left -= 1;
+            }
+            c.jobs.retain(|(_, left)| *left > 0);
             json!({"MediaContainer": {"size": list.len(), "Activity": list}})
         }
         ("GET", "/library/sections") => {
@@ -257,6 +276,15 @@ fn answer(call: &Call, s: &Shared) -> (u16, String) {
                 .map(|id| json!({"key": id.to_string(), "title": format!("Section {id}")}))
                 .collect();
             json!({"MediaContainer": {"size": dirs.len(), "Directory": dirs}})
+        }
+        ("PUT", path) if conf.job_polls > 0 && !path.starts_with("/library/metadata/") => {
+            let mut c = s.conf.lock().unwrap();
+            let uuid = format!("job-{}", c.jobs.len() + s.calls.lock().unwrap().len());
+            let kind = if path.contains("optimize") { "library.optimize" } else { "library.clean" };
+            let job = json!({"uuid": uuid, "type": kind, "title": format!("Running {path}"), "progress": 10});
+            c.jobs.push((job, conf.job_polls));
+            STARTED.with(|st| *st.borrow_mut() = Some(uuid));
+            return (200, String::new());
         }
         ("PUT", _) => return (200, String::new()),
         _ => return (404, String::from("{}")),
