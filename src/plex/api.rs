@@ -574,6 +574,7 @@ mod tests {
         let busy = Busy {
             sessions: 2,
             activities: vec![Activity {
+                uuid: "a1".into(),
                 kind: "library.update.section".into(),
                 title: "Scanning Movies".into(),
             }],
@@ -582,7 +583,17 @@ mod tests {
             busy.to_string(),
             "2 playing sessions, Scanning Movies (library.update.section)"
         );
-        assert!(!Activity { kind: "provider.epg.load".into(), title: String::new() }.is_busy());
+        let epg = Activity {
+            uuid: String::new(),
+            kind: "provider.epg.load".into(),
+            title: String::new(),
+        };
+        assert!(!epg.is_busy());
+        // Theme music while browsing is not a playing session.
+        let answer = serde_json::json!({"MediaContainer": {"size": 2, "Metadata": [
+            {"guid": "plex://movie/1"}, {"guid": "library://abc/item/%2Flibrary%2Fmetadata%2F7"}]}});
+        assert_eq!(playing(&answer), 1);
+        assert_eq!(playing(&serde_json::json!({"MediaContainer": {"size": 3}})), 3);
         let c = Client::new(
             "http://127.0.0.1:1",
             Token("s3cret".into()),
