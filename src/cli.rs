@@ -700,6 +700,7 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
     // in the next round would not make it faster.
     let mut called: std::collections::HashSet<(PlexAction, i64)> = Default::default();
     let (mut applied, mut calls_incomplete) = (false, false);
+    let mut refreshed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for round in 1..=args.max_rounds {
         let db = Db::open(&paths.db)?;
         let ledger = ledger(&paths)?;
@@ -709,8 +710,11 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
             tracing::warn!("{warning}");
         }
         let mut cs = planned.changeset;
+        // A Plex call goes once per run; so does a link refresh (a host that has not re-signed
+        // the link yet gives the same one back until its next step).
         let again = |c: &crate::changeset::Change| {
             c.plex_call.as_ref().is_some_and(|p| called.contains(&(p.action, p.id)))
+                || c.refresh_link.as_ref().is_some_and(|r| refreshed.contains(&r.from))
         };
         if cs.changes.iter().any(again) {
             let changes = cs.changes.into_iter().filter(|c| !again(c)).collect();
@@ -739,6 +743,9 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
         if report.idle_deferred {
             return Ok(3);
         }
+        refreshed.extend(
+            cs.changes.iter().filter_map(|c| c.refresh_link.as_ref()).map(|r| r.from.clone()),
+        );
         let calls: Vec<_> = cs.changes.iter().filter_map(|c| c.plex_call.as_deref()).collect();
         called.extend(calls.iter().map(|p| (p.action, p.id)));
         calls_incomplete |= !calls.is_empty() && report.exit_code() != 0;

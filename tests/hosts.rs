@@ -382,6 +382,13 @@ fn expiring_discord_links_are_planned_for_refresh_and_refreshed() {
     apply(&dir, &file, &["--spec", spec], &env, 0, &mut seen);
     let dead = column(&dir, ups[0].id, &ups[0].column).unwrap();
     assert_eq!(get(&dead).0, 404, "an expired link no longer works");
+    // Plan says the schedule is too sparse: images are blank already.
+    let warned = tp(&dir, &["plan", spec], &env, &mut seen);
+    assert!(
+        warned.stderr.contains("have expired already") && warned.stderr.contains("every 4 h"),
+        "{}",
+        warned.stderr
+    );
     // The next plan refreshes every link.
     discord.state.lock().unwrap().ttl = 24 * 3600;
     let (file, cs) = plan(tmp.path(), &dir, "refresh.yaml", &[spec], &mut seen);
@@ -413,6 +420,44 @@ fn expiring_discord_links_are_planned_for_refresh_and_refreshed() {
     let wide = write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 48h\n");
     let (_, cs) = plan(tmp.path(), &dir, "wide.yaml", &[wide.to_str().unwrap()], &mut seen);
     assert_eq!(cs.summary.link_refreshes, ups.len() as u64);
+    let warned = tp(&dir, &["plan", wide.to_str().unwrap()], &env, &mut seen);
+    assert!(warned.stderr.contains("refresh_margin is 48 h"), "{}", warned.stderr);
+    assert!(!seen.contains(TOKEN));
+}
+
+#[test]
+fn a_link_discord_has_not_re_signed_yet_is_not_a_refresh_and_run_converges() {
+    let (tmp, dir) = cleaned_to_stage_3();
+    let discord = Discord::start(TOKEN);
+    {
+        // Links live 3 h (inside the 6 h margin) and Discord re-signs only every 36 h.
+        let mut st = discord.state.lock().unwrap();
+        st.ttl = 3 * 3600;
+        st.step = 36 * 3600;
+    }
+    let hook = discord.webhook();
+    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
+    let mut seen = String::new();
+    let spec = write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 6h\n");
+    let spec = spec.to_str().unwrap();
+    let (file, cs) = plan(tmp.path(), &dir, "p4.yaml", &[spec], &mut seen);
+    let ups = uploads(&cs);
+    apply(&dir, &file, &["--spec", spec], &env, 0, &mut seen);
+    let links: Vec<Option<String>> = ups.iter().map(|u| column(&dir, u.id, &u.column)).collect();
+    // Planned for refresh, and Discord gives the same links back: nothing written, exit 0.
+    let (file, cs) = plan(tmp.path(), &dir, "refresh.yaml", &[spec], &mut seen);
+    assert_eq!(cs.summary.link_refreshes, ups.len() as u64);
+    let report = apply(&dir, &file, &[], &env, 0, &mut seen);
+    assert_eq!(report["links_refreshed"], 0, "{report}");
+    assert_eq!(report["links_unchanged"].as_array().unwrap().len(), ups.len(), "{report}");
+    let now: Vec<Option<String>> = ups.iter().map(|u| column(&dir, u.id, &u.column)).collect();
+    assert_eq!(now, links);
+    // `run` asks once per link, then is done: no "Not converged", exit 0.
+    let gets = discord.server.count("GET");
+    let out = ok(tp(&dir, &["run", spec], &env, &mut seen), 0);
+    assert!(out.contains("no changes. The library is clean."), "{out}");
+    assert!(!out.contains("Not converged"), "{out}");
+    assert_eq!(discord.server.count("GET") - gets, distinct(&ups), "one fetch per link");
     assert!(!seen.contains(TOKEN));
 }
 

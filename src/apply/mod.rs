@@ -90,6 +90,8 @@ pub struct Report {
     pub reused: u64,
     /// Expiring links replaced by fresh ones.
     pub links_refreshed: u64,
+    /// Links the host gave back unchanged (not re-signed yet): nothing was written for them.
+    pub links_unchanged: Vec<String>,
     /// Files deleted.
     pub files_deleted: u64,
     /// Bytes freed.
@@ -293,6 +295,7 @@ pub fn apply(
     report.uploaded = staged.uploaded;
     report.reused = staged.reused;
     report.links_refreshed = staged.refreshed;
+    report.links_unchanged = staged.unchanged;
     report.already += staged.already;
     report.drifted.extend(staged.drifted);
     report.deferred.extend(staged.deferred);

@@ -52,6 +52,8 @@ pub struct Staged {
     pub reused: u64,
     /// Fresh links fetched.
     pub refreshed: u64,
+    /// Links the host gave back unchanged (Discord re-signs in steps, not on every fetch).
+    pub unchanged: Vec<String>,
 }
 
 /// One call to the host, for one or more changes.
@@ -65,6 +67,8 @@ enum Done {
     Uploaded(Hosted),
     Reused(Hosted),
     Refreshed(Hosted),
+    /// The host answered the same link: nothing to write.
+    Unchanged(String),
     Drifted(String),
     Deferred(String),
 }
@@ -157,6 +161,10 @@ pub fn run(
             Done::Refreshed(h) => {
                 out.refreshed += 1;
                 h
+            }
+            Done::Unchanged(why) => {
+                out.unchanged.extend(ops.iter().map(|op| format!("{}: {why}", what(op))));
+                continue;
             }
             Done::Drifted(why) => {
                 out.drifted.extend(ops.iter().map(|op| format!("{}: {why}", what(op))));
@@ -368,6 +376,14 @@ fn carry_out(host: &dyn Host, ledger: &Ledger, job: &Job<'_>) -> Result<Done, Ho
     match job {
         Job::Refresh { r } => {
             let hosted = host.refresh(&r.message_id, &r.attachment_id)?;
+            let old = super::hosts::discord::link_expiry(&r.from);
+            let new = super::hosts::discord::link_expiry(&hosted.url);
+            if hosted.url == r.from || (new.is_some() && new <= old) {
+                return Ok(Done::Unchanged(
+                    "the host has not re-signed the link yet (same expiry); plan again later"
+                        .into(),
+                ));
+            }
             if let Some(e) = ledger.attachment(&r.attachment_id) {
                 record(&e.blake3, &hosted)?;
             }

@@ -46,6 +46,12 @@ pub fn report(r: &Report) -> String {
             if r.links_refreshed == 1 { "" } else { "s" },
         );
     }
+    group(
+        &mut out,
+        "Links not re-signed yet (unchanged, nothing written)",
+        &r.links_unchanged,
+        DIM,
+    );
     group(&mut out, "Drifted since planning (skipped)", &r.drifted, TODO);
     group(&mut out, "Deferred (the next plan has them again)", &r.deferred, TODO);
     group(&mut out, "Kept: a column references them now", &r.referenced, TODO);

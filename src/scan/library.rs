@@ -180,6 +180,9 @@ pub struct Links<'a> {
     pub margin: i64,
 }
 
+/// How long a freshly signed Discord link lives (its `ex` is its issue time + 24 h).
+const DISCORD_LINK_LIFE: i64 = 24 * 3600;
+
 /// Plans the library stages for `sections`. `host` names the stage-4 image host, if any;
 /// with `discord`, links that expire within the margin are planned for a refresh.
 pub fn plan(
@@ -310,7 +313,7 @@ pub fn plan(
     out.changes.extend(media_changes);
 
     // Hosted links that expire: refreshed through the host that posted them.
-    let (mut unknown, mut unconfigured) = (0u64, 0u64);
+    let (mut unknown, mut unconfigured, mut expired) = (0u64, 0u64, 0u64);
     for item in lib.items.iter().filter(|i| stage(i).is_some()) {
         for (col, value) in image_columns.iter().zip(&item.images) {
             let Some(value) = value.as_deref().filter(|v| v.starts_with("http")) else { continue };
@@ -326,6 +329,7 @@ pub fn plan(
             if expires.is_none_or(|ex| ex > links.now + links.margin) {
                 continue;
             }
+            expired += u64::from(expires.is_some_and(|ex| ex <= links.now));
             let ids = entry.and_then(|e| Some((e.message_id.clone()?, e.attachment_id.clone()?)));
             match (host == Some("discord"), ids) {
                 (true, Some((message_id, attachment_id))) => {
@@ -346,6 +350,17 @@ pub fn plan(
                 (false, _) => unconfigured += 1,
             }
         }
+    }
+    if expired > 0 {
+        out.warnings.push(format!(
+            "{expired} Discord link(s) have expired already: those images are blank in Plex until apply refreshes them; the schedule is too sparse (run tidyplex at least every 4 h, or use an http-put or dir host, whose links never expire)"
+        ));
+    }
+    if host == Some("discord") && links.margin >= DISCORD_LINK_LIFE {
+        out.warnings.push(format!(
+            "refresh_margin is {} h, and a fresh Discord link lives at most 24 h: every link is always due, and refreshing gains nothing; use a margin of a few hours",
+            links.margin / 3600
+        ));
     }
     if unknown > 0 {
         out.warnings.push(format!(

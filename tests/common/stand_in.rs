@@ -221,6 +221,11 @@ pub struct DiscordState {
     pub script: VecDeque<Script>,
     /// Links expire this many seconds after they are issued.
     pub ttl: i64,
+    /// Like Discord, a link is issued anew only every `step` seconds counted from the upload,
+    /// so a fetch within a step gives the same link (0: a new link on every fetch).
+    pub step: i64,
+    /// attachment id → when it was uploaded (unix seconds).
+    pub posted: HashMap<String, i64>,
     /// Requests per window (0: unlimited) and the window.
     pub limit: usize,
     pub window: Duration,
@@ -276,20 +281,34 @@ impl Discord {
     }
 }
 
-fn link(base: &str, att: &str, name: &str, ttl: i64) -> String {
-    let now = unix_now();
+fn link(base: &str, att: &str, name: &str, ttl: i64, issued: i64) -> String {
     format!(
         "{base}/attachments/{CHANNEL}/{att}/{name}?ex={:x}&is={:x}&hm={}&",
-        now + ttl,
-        now,
-        blake3::hash(format!("{att}{now}").as_bytes()).to_hex()
+        issued + ttl,
+        issued,
+        blake3::hash(format!("{att}{issued}").as_bytes()).to_hex()
     )
 }
 
-fn message(base: &str, id: &str, att: Option<(&str, &str, usize)>, ttl: i64) -> serde_json::Value {
+/// When the link of attachment `att` fetched now was issued: now, or the start of its step.
+fn issued(st: &DiscordState, att: &str) -> i64 {
+    let now = unix_now();
+    match st.posted.get(att) {
+        Some(&posted) if st.step > 0 => posted + (now - posted) / st.step * st.step,
+        _ => now,
+    }
+}
+
+fn message(
+    base: &str,
+    id: &str,
+    att: Option<(&str, &str, usize)>,
+    ttl: i64,
+    issued: i64,
+) -> serde_json::Value {
     let attachments: Vec<serde_json::Value> = att
         .map(|(a, name, size)| {
-            let url = link(base, a, name, ttl);
+            let url = link(base, a, name, ttl, issued);
             serde_json::json!({"id": a, "filename": name, "size": size, "url": url, "proxy_url": url, "content_type": "image/jpeg"})
         })
         .into_iter()
@@ -338,7 +357,8 @@ fn discord(state: &Mutex<DiscordState>, base: &str, id: &str, token: &str, req: 
         let st = state.lock().unwrap();
         return match st.messages.get(mid) {
             Some((a, name, bytes)) => {
-                Reply::json(200, message(base, mid, Some((a, name, bytes.len())), st.ttl))
+                let at = issued(&st, a);
+                Reply::json(200, message(base, mid, Some((a, name, bytes.len())), st.ttl, at))
             }
             None => {
                 Reply::json(404, serde_json::json!({"message": "Unknown Message", "code": 10008}))
@@ -397,7 +417,7 @@ fn discord(state: &Mutex<DiscordState>, base: &str, id: &str, token: &str, req: 
         Some(Script::NoAttachments) => {
             st.next_id += 1;
             let mid = st.next_id.to_string();
-            let body = message(base, &mid, None, st.ttl);
+            let body = message(base, &mid, None, st.ttl, unix_now());
             return Reply::Respond { status: 200, headers, body: body.to_string().into_bytes() };
         }
         None => {}
@@ -414,7 +434,8 @@ fn discord(state: &Mutex<DiscordState>, base: &str, id: &str, token: &str, req: 
     let (mid, att) = ((st.next_id - 1).to_string(), st.next_id.to_string());
     let size = bytes.len();
     st.messages.insert(mid.clone(), (att.clone(), name.clone(), bytes));
-    let body = message(base, &mid, Some((&att, &name, size)), st.ttl);
+    st.posted.insert(att.clone(), unix_now());
+    let body = message(base, &mid, Some((&att, &name, size)), st.ttl, unix_now());
     Reply::Respond { status: 200, headers, body: body.to_string().into_bytes() }
 }
 
