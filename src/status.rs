@@ -197,7 +197,9 @@ pub fn gather(
     let input = Inputs::read(&paths.root, db, &lib)?;
     let (bundles, unknown_kept) = bundle_figures(&input)?;
     let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
-    let attention = attention::find(&input, &ids);
+    let ledger = crate::apply::hosts::ledger::Ledger::in_state_dir(&crate::apply::state_dir(paths))
+        .unwrap_or_default();
+    let attention = attention::find(&input, &ids, &|url| ledger.is_lost(url));
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),

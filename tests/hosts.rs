@@ -462,6 +462,48 @@ fn a_link_discord_has_not_re_signed_yet_is_not_a_refresh_and_run_converges() {
 }
 
 #[test]
+fn a_message_deleted_on_discord_fails_once_and_plex_is_asked_to_make_the_image_again() {
+    let (tmp, dir) = cleaned_to_stage_3();
+    let discord = Discord::start(TOKEN);
+    discord.state.lock().unwrap().ttl = 3 * 3600; // inside the 6 h margin
+    let hook = discord.webhook();
+    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
+    let mut seen = String::new();
+    let spec = write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 6h\n");
+    let spec = spec.to_str().unwrap();
+    let (file, cs) = plan(tmp.path(), &dir, "p4.yaml", &[spec], &mut seen);
+    let ups = uploads(&cs);
+    apply(&dir, &file, &["--spec", spec], &env, 0, &mut seen);
+    // Someone deletes the webhook's messages in the Discord channel.
+    discord.state.lock().unwrap().messages.clear();
+    let (file, cs) = plan(tmp.path(), &dir, "refresh.yaml", &[spec], &mut seen);
+    assert_eq!(cs.summary.link_refreshes, ups.len() as u64);
+    let report = apply(&dir, &file, &[], &env, 1, &mut seen);
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), ups.len(), "{report}");
+    assert!(failed[0].as_str().unwrap().contains("deleted on Discord"), "{report}");
+    assert_eq!(report["deferred"], serde_json::json!([]), "not a deferral every run");
+    // Reported once: the next plan does not refresh them, it lists them for Plex.
+    let again = tp(&dir, &["plan", spec], &env, &mut seen);
+    assert_eq!(again.code, Some(0));
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+    assert!(again.stderr.contains("hosted copy is lost"), "{}", again.stderr);
+    let status = ok(tp(&dir, &["status", "--json"], &[], &mut seen), 0);
+    assert!(status.contains("lost_hosted_copy"), "{status}");
+    // --repair asks Plex to analyze each of those items.
+    let spec_repair =
+        write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 6h\nplex:\n  repair: true\n");
+    let (_, cs) =
+        plan(tmp.path(), &dir, "repair.yaml", &[spec_repair.to_str().unwrap()], &mut seen);
+    let calls: Vec<_> = cs.changes.iter().filter_map(|c| c.plex_call.as_deref()).collect();
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|c| c.action == tidyplex::changeset::PlexAction::Analyze));
+    let items: std::collections::BTreeSet<i64> = ups.iter().map(|u| u.id).collect();
+    assert!(calls.iter().all(|c| items.contains(&c.id)), "{calls:?}");
+    assert!(!seen.contains(TOKEN));
+}
+
+#[test]
 fn webhook_errors_never_show_the_webhook() {
     let (tmp, dir) = cleaned_to_stage_3();
     let mut seen = String::new();

@@ -296,6 +296,7 @@ pub fn apply(
     report.reused = staged.reused;
     report.links_refreshed = staged.refreshed;
     report.links_unchanged = staged.unchanged;
+    report.failed.extend(staged.lost);
     report.already += staged.already;
     report.drifted.extend(staged.drifted);
     report.deferred.extend(staged.deferred);

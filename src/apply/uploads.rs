@@ -54,6 +54,8 @@ pub struct Staged {
     pub refreshed: u64,
     /// Links the host gave back unchanged (Discord re-signs in steps, not on every fetch).
     pub unchanged: Vec<String>,
+    /// Hosted copies the host lost for good (recorded in the ledger; reported once).
+    pub lost: Vec<String>,
 }
 
 /// One call to the host, for one or more changes.
@@ -69,6 +71,8 @@ enum Done {
     Refreshed(Hosted),
     /// The host answered the same link: nothing to write.
     Unchanged(String),
+    /// The host lost the copy for good.
+    Lost(String),
     Drifted(String),
     Deferred(String),
 }
@@ -164,6 +168,12 @@ pub fn run(
             }
             Done::Unchanged(why) => {
                 out.unchanged.extend(ops.iter().map(|op| format!("{}: {why}", what(op))));
+                continue;
+            }
+            Done::Lost(why) => {
+                out.lost.extend(ops.iter().map(|op| {
+                    format!("{}: {why}; the image is lost there (`plan --repair` asks Plex to analyze the item so it makes the frame grab again)", what(op))
+                }));
                 continue;
             }
             Done::Drifted(why) => {
@@ -334,6 +344,7 @@ fn run_jobs(
                     Done::Deferred(why)
                 }
                 Err(HostError::TooLarge(why) | HostError::Failed(why)) => Done::Deferred(why),
+                Err(HostError::Gone(why)) => Done::Lost(why),
                 Ok(done) => done,
             },
         };
@@ -375,7 +386,19 @@ fn carry_out(host: &dyn Host, ledger: &Ledger, job: &Job<'_>) -> Result<Done, Ho
     };
     match job {
         Job::Refresh { r } => {
-            let hosted = host.refresh(&r.message_id, &r.attachment_id)?;
+            let hosted = match host.refresh(&r.message_id, &r.attachment_id) {
+                Err(HostError::Gone(why)) => {
+                    // Recorded, so that no later plan asks for this link again.
+                    if let Some(e) = ledger.attachment(&r.attachment_id) {
+                        let lost = Entry { lost: true, ..e.clone() };
+                        ledger.record(&lost).map_err(|e| {
+                            HostError::Failed(format!("cannot write the upload ledger ({e})"))
+                        })?;
+                    }
+                    return Err(HostError::Gone(why));
+                }
+                other => other?,
+            };
             let old = super::hosts::discord::link_expiry(&r.from);
             let new = super::hosts::discord::link_expiry(&hosted.url);
             if hosted.url == r.from || (new.is_some() && new <= old) {

@@ -3,7 +3,9 @@
 //! - a selected image (`metadata://`/`upload://`) whose file is missing or is Plex's broken
 //!   `None` placeholder, with no provider URL to switch to: a metadata **refresh** downloads it
 //!   again;
-//! - a movie or episode whose `media://` frame grab is missing: an **analyze** makes it again.
+//! - a movie or episode whose `media://` frame grab is missing: an **analyze** makes it again;
+//! - a column pointing at a hosted copy its host lost (a deleted Discord message, recorded in
+//!   the upload ledger): an **analyze** makes the frame grab again.
 //!
 //! `plan`/`status` list them; `plan --repair` turns them into `plex_call` changes.
 
@@ -28,6 +30,8 @@ pub enum Problem {
     Broken,
     /// The `media://` frame grab does not exist.
     MissingFrameGrab,
+    /// The column points at a hosted copy its host lost (a deleted Discord message).
+    LostHostedCopy,
 }
 
 impl Problem {
@@ -39,6 +43,7 @@ impl Problem {
                 "image file is Plex's broken `None` placeholder and no provider URL is known"
             }
             Problem::MissingFrameGrab => "frame grab is missing",
+            Problem::LostHostedCopy => "hosted copy is lost at its host (its message was deleted)",
         }
     }
 }
@@ -82,7 +87,11 @@ impl Attention {
 
 /// The items of `sections` (movies, shows, seasons, episodes, artists, albums) that need Plex,
 /// one entry per column, by item and column.
-pub fn find(input: &Inputs<'_>, sections: &[i64]) -> Vec<Attention> {
+pub fn find(
+    input: &Inputs<'_>,
+    sections: &[i64],
+    lost: &(dyn Fn(&str) -> bool + Sync),
+) -> Vec<Attention> {
     let lib = input.lib;
     let candidates = library::by_item(&input.candidates);
     let columns = &input.db.schema.metadata_items;
@@ -121,6 +130,9 @@ pub fn find(input: &Inputs<'_>, sections: &[i64]) -> Vec<Attention> {
                             continue; // stage 2 switches it to that URL
                         }
                         (problem, PlexAction::Refresh)
+                    }
+                    ImageUrl::Http(_) if lost(raw) => {
+                        (Problem::LostHostedCopy, PlexAction::Analyze)
                     }
                     ImageUrl::Media(_)
                         if matches!(item.metadata_type, types::MOVIE | types::EPISODE) =>

@@ -325,6 +325,9 @@ pub fn plan(
             if entry.is_none() && !link.as_ref().is_some_and(|l| l.on_discord) {
                 continue;
             }
+            if entry.is_some_and(|e| e.lost) {
+                continue; // nothing to refresh: the plan's attention list has it
+            }
             let expires = link.as_ref().map(|l| l.expires).or(entry.and_then(|e| e.expires));
             if expires.is_none_or(|ex| ex > links.now + links.margin) {
                 continue;

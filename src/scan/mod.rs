@@ -73,7 +73,7 @@ pub fn plan(
     }
     warnings.extend(planned.warnings);
     let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
-    let attention = attention::find(&input, &ids);
+    let attention = attention::find(&input, &ids, &|url| ledger.is_lost(url));
     if plan_spec.repair {
         let (calls, items) = attention::changes(&attention);
         planned.changes.extend(calls);

@@ -224,7 +224,7 @@ impl Host for Discord {
                 .ok()
                 .and_then(|v| v.get("code").and_then(|c| c.as_u64()));
             return Err(if code == Some(10008) {
-                HostError::Failed(format!("{what}: the message is gone from Discord"))
+                HostError::Gone(format!("{what}: the message was deleted on Discord"))
             } else {
                 HostError::Stop(format!(
                     "{what}: the host answered HTTP 404; no more requests go to it in this run (check its settings)"

@@ -42,6 +42,9 @@ pub struct Entry {
     pub attachment_id: Option<String>,
     /// When it was recorded (RFC 3339).
     pub at: String,
+    /// The host lost the copy (a deleted Discord message): its link can never be refreshed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 impl Entry {
@@ -58,6 +61,7 @@ impl Entry {
             message_id: d.map(|d| d.message_id.clone()),
             attachment_id: d.map(|d| d.attachment_id.clone()),
             at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            lost: false,
         }
     }
 
@@ -131,6 +135,15 @@ impl Ledger {
     /// The record whose URL is `url`.
     pub fn url(&self, url: &str) -> Option<&Entry> {
         self.by_url.get(url)
+    }
+
+    /// Whether the hosted copy behind `url` (a link tidyplex wrote, or any link of the same
+    /// Discord attachment) is lost at its host.
+    pub fn is_lost(&self, url: &str) -> bool {
+        let by_attachment = || {
+            super::discord::cdn_link(url).and_then(|l| self.attachment(&l.attachment_id).cloned())
+        };
+        self.url(url).cloned().or_else(by_attachment).is_some_and(|e| e.lost)
     }
 
     /// Appends `entry` and syncs it to disk before returning. (The in-memory view stays as

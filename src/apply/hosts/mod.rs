@@ -57,6 +57,9 @@ pub enum HostError {
     /// This call failed (after retries); the next run tries again.
     #[error("{0}")]
     Failed(String),
+    /// The hosted copy is gone for good (a deleted Discord message).
+    #[error("{0}")]
+    Gone(String),
 }
 
 /// What a ledger entry is worth to a host.
