@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 
+use crate::changeset::policy::CachePolicy;
 use crate::changeset::Changeset;
 use crate::fixture;
 use crate::plex::api::{self, Maintenance};
@@ -16,7 +17,6 @@ use crate::plex::db::Db;
 use crate::plex::locate::{self, PlexPaths};
 use crate::plex::model::Library;
 use crate::plex::TriggerForm;
-use crate::scan::cache::CachePolicy;
 use crate::spec::{HostKind, Overrides, Spec};
 use crate::{apply, demo, scan};
 use crate::{render, status};

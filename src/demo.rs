@@ -43,7 +43,7 @@ pub fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<i32> {
 
     step(out, "Plan stage 3 for every section (tidyplex plan --stage 3 -o plan.yaml)")?;
     let flags = Overrides { stage: Some(3), ..Overrides::default() };
-    let ledger = crate::apply::hosts::ledger::Ledger::default();
+    let ledger = crate::plex::ledger::Ledger::default();
     let planned = scan::plan(&paths, &db, &Spec::default(), &flags, &ledger)?;
     drop(db);
     let cs = planned.changeset;

@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::changeset::policy::CachePolicy;
 use crate::changeset::{PlanSpec, SectionStage};
 use crate::plex::model::Section;
-use crate::scan::cache::CachePolicy;
 
 /// What to clean, per section, plus bundles, cache and the image host. Secrets never appear
 /// here: hosts name the environment variables that hold them.

@@ -197,7 +197,7 @@ pub fn gather(
     let input = Inputs::read(&paths.root, db, &lib)?;
     let (bundles, unknown_kept) = bundle_figures(&input)?;
     let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
-    let ledger = crate::apply::hosts::ledger::Ledger::in_state_dir(&crate::apply::state_dir(paths))
+    let ledger = crate::plex::ledger::Ledger::in_state_dir(&crate::apply::state_dir(paths))
         .unwrap_or_default();
     let attention = attention::find(&input, &ids, &|url| ledger.is_lost(url));
     Ok(Status {

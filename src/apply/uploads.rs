@@ -15,7 +15,7 @@ use anyhow::Result;
 
 use super::db::{self, Write};
 use super::files;
-use super::hosts::ledger::{Entry, Ledger};
+use super::hosts::ledger::{Entry, Ledger, Record as _};
 use super::hosts::{self, Host, HostError, Hosted};
 use crate::changeset::{Changeset, DeleteFile, Op, RefreshLink, Upload};
 use crate::plex::db::Db;

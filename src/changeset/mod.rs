@@ -7,6 +7,7 @@
 //! malformed changeset whole.
 
 pub mod format2;
+pub mod policy;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -121,7 +121,7 @@ fn line(cs: &Changeset, change: &Change) -> (Style, String) {
 
 /// ` (expired 2026-01-02T03:04:05Z)` or ` (expires …)`, from a signed link's `ex` parameter.
 fn link_expiry(url: &str) -> String {
-    let Some(ex) = crate::apply::hosts::discord::link_expiry(url) else { return String::new() };
+    let Some(ex) = crate::plex::hosted::link_expiry(url) else { return String::new() };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

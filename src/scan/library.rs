@@ -18,10 +18,11 @@ use rayon::prelude::*;
 use super::refs::{self, ColumnRef, InUse};
 use super::tree::{self, Entry};
 use super::usage::Usage;
-use crate::apply::hosts::{discord, ledger::Ledger};
 use crate::changeset::{Change, ItemInfo, RefreshLink, SectionStage, SetUrl, Upload};
 use crate::plex::db::Db;
+use crate::plex::hosted as discord;
 use crate::plex::infoxml::InfoXml;
+use crate::plex::ledger::Ledger;
 use crate::plex::model::{self, types, Candidate, Item, Library, MediaPart};
 use crate::plex::{bundle, ImageUrl};
 
@@ -578,7 +579,7 @@ fn upload(
     if !meta.is_file() {
         return Ok(None);
     }
-    if host == "discord" && meta.len() > discord::MAX_BYTES {
+    if host == "discord" && meta.len() > discord::DISCORD_MAX_BYTES {
         anyhow::bail!("{path} is larger than Discord's 10 MiB limit; it stays local");
     }
     let mut hasher = blake3::Hasher::new();

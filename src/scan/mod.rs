@@ -10,9 +10,9 @@ pub mod usage;
 
 use anyhow::Result;
 
-use crate::apply::hosts::ledger::Ledger;
 use crate::changeset::Changeset;
 use crate::plex::db::Db;
+use crate::plex::ledger::Ledger;
 use crate::plex::locate::PlexPaths;
 use crate::plex::model::Library;
 use crate::spec::{Overrides, Spec, DEFAULT_REFRESH_MARGIN};
@@ -52,7 +52,7 @@ pub fn plan(
     let margin =
         spec.host(flags)?.and_then(|h| h.refresh_margin()).unwrap_or(DEFAULT_REFRESH_MARGIN);
     let links =
-        library::Links { ledger, now: crate::apply::hosts::now(), margin: margin.as_secs() as i64 };
+        library::Links { ledger, now: crate::plex::hosted::now(), margin: margin.as_secs() as i64 };
     let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref(), &links)?;
     if let Some(step) = plan_spec.bundles {
         let b = bundles::plan(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::http::{Client, Reply};
 use super::{content_type, file_name, ledger, DiscordIds, Host, HostError, Hosted, Reuse};
+pub use crate::plex::hosted::{cdn_link, link_expiry, CdnLink};
 
 /// The Discord API version webhook calls use.
 pub const API_VERSION: &str = "v10";
@@ -22,11 +23,7 @@ pub fn user_agent() -> String {
     format!("DiscordBot ({url}, {})", env!("CARGO_PKG_VERSION"))
 }
 
-/// Discord's attachment limit for webhooks without boosts.
-pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
-
-/// Hosts whose links have Discord's shape.
-const CDN_HOSTS: [&str; 2] = ["cdn.discordapp.com", "media.discordapp.net"];
+pub use crate::plex::hosted::DISCORD_MAX_BYTES as MAX_BYTES;
 
 /// A Discord webhook.
 pub struct Discord {
@@ -239,56 +236,9 @@ impl Host for Discord {
     }
 }
 
-/// The expiry (unix seconds) of a signed link: its `ex` query parameter, in hex.
-pub fn link_expiry(url: &str) -> Option<i64> {
-    let query = url.split_once('?')?.1.split('#').next()?;
-    let ex = query.split('&').find_map(|p| p.strip_prefix("ex="))?;
-    i64::from_str_radix(ex, 16).ok()
-}
-
-/// A Discord attachment link: `…/attachments/<channel>/<attachment>/<name>?ex=…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CdnLink {
-    /// The attachment's id.
-    pub attachment_id: String,
-    /// When it expires (unix seconds).
-    pub expires: i64,
-    /// Whether it is on Discord's own CDN (not just shaped like it).
-    pub on_discord: bool,
-}
-
-/// Parses a link with the shape of a Discord attachment link.
-pub fn cdn_link(url: &str) -> Option<CdnLink> {
-    let parsed = Url::parse(url).ok()?;
-    let segments: Vec<&str> = parsed.path_segments()?.collect();
-    let i = segments.iter().position(|s| *s == "attachments")?;
-    let [channel, attachment, name] = segments.get(i + 1..i + 4)? else { return None };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(channel) || !digits(attachment) || name.is_empty() {
-        return None;
-    }
-    Some(CdnLink {
-        attachment_id: attachment.to_string(),
-        expires: link_expiry(url)?,
-        on_discord: parsed.host_str().is_some_and(|h| CDN_HOSTS.contains(&h)),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signed_links_are_parsed() {
-        let url = "https://cdn.discordapp.com/attachments/111/222/abc.jpg?ex=65f1a2b3&is=65f05133&hm=deadbeef&";
-        assert_eq!(link_expiry(url), Some(0x65f1a2b3));
-        let link = cdn_link(url).unwrap();
-        assert_eq!(link.attachment_id, "222");
-        assert!(link.on_discord);
-        assert_eq!(link_expiry("https://x/y.jpg"), None);
-        assert!(cdn_link("https://image.tmdb.org/t/p/original/x.jpg").is_none());
-        assert!(cdn_link("https://cdn.discordapp.com/attachments/111/222/abc.jpg").is_none());
-    }
 
     #[test]
     fn webhook_urls_are_checked_and_never_shown() {

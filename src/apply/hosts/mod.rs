@@ -21,29 +21,7 @@ use anyhow::Result;
 
 use crate::spec::ImageHost;
 
-/// A copy on a host: the URL a column gets, and what is needed to refresh it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hosted {
-    /// The http(s) URL Plex fetches.
-    pub url: String,
-    /// When the link stops working (unix seconds), for signed links.
-    pub expires: Option<i64>,
-    /// Discord's ids, for refreshing the link.
-    pub discord: Option<DiscordIds>,
-}
-
-/// Where a Discord attachment lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscordIds {
-    /// The webhook that posted it (an id, never its token).
-    pub webhook_id: String,
-    /// The channel.
-    pub channel_id: Option<String>,
-    /// The message.
-    pub message_id: String,
-    /// The attachment.
-    pub attachment_id: String,
-}
+pub use crate::plex::hosted::{now, DiscordIds, Hosted};
 
 /// Why a host call did not produce a hosted copy. Messages never hold a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,13 +120,6 @@ pub fn content_type(ext: &str) -> &'static str {
 /// `<blake3>.<ext>`: the name a copy has on every host.
 pub fn file_name(blake3: &str, ext: &str) -> String {
     format!("{}.{ext}", blake3.to_ascii_lowercase())
-}
-
-/// Now, in unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
