@@ -425,24 +425,41 @@ fn expiring_discord_links_are_planned_for_refresh_and_refreshed() {
     assert!(!seen.contains(TOKEN));
 }
 
-#[test]
-fn a_link_discord_has_not_re_signed_yet_is_not_a_refresh_and_run_converges() {
+/// A fixture cleaned to stage 3 whose frame grabs went to a stand-in Discord whose links live
+/// 3 h (inside the 6 h margin) and are re-signed every `step` seconds (0: on every fetch).
+struct OnDiscord {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    discord: Discord,
+    hook: String,
+    spec: PathBuf,
+    ups: Vec<Upload>,
+}
+
+fn on_discord(step: i64, seen: &mut String) -> OnDiscord {
     let (tmp, dir) = cleaned_to_stage_3();
     let discord = Discord::start(TOKEN);
     {
-        // Links live 3 h (inside the 6 h margin) and Discord re-signs only every 36 h.
         let mut st = discord.state.lock().unwrap();
         st.ttl = 3 * 3600;
-        st.step = 36 * 3600;
+        st.step = step;
     }
     let hook = discord.webhook();
-    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
-    let mut seen = String::new();
     let spec = write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 6h\n");
+    let s = spec.to_str().unwrap();
+    let (file, cs) = plan(tmp.path(), &dir, "p4.yaml", &[s], seen);
+    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
+    apply(&dir, &file, &["--spec", s], &env, 0, seen);
+    OnDiscord { tmp, dir, discord, hook, spec, ups: uploads(&cs) }
+}
+
+#[test]
+fn a_link_discord_has_not_re_signed_yet_is_not_a_refresh_and_run_converges() {
+    let mut seen = String::new();
+    // Discord re-signs only every 36 h.
+    let OnDiscord { tmp, dir, discord, hook, spec, ups } = on_discord(36 * 3600, &mut seen);
+    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
     let spec = spec.to_str().unwrap();
-    let (file, cs) = plan(tmp.path(), &dir, "p4.yaml", &[spec], &mut seen);
-    let ups = uploads(&cs);
-    apply(&dir, &file, &["--spec", spec], &env, 0, &mut seen);
     let links: Vec<Option<String>> = ups.iter().map(|u| column(&dir, u.id, &u.column)).collect();
     // Planned for refresh, and Discord gives the same links back: nothing written, exit 0.
     let (file, cs) = plan(tmp.path(), &dir, "refresh.yaml", &[spec], &mut seen);
@@ -463,17 +480,10 @@ fn a_link_discord_has_not_re_signed_yet_is_not_a_refresh_and_run_converges() {
 
 #[test]
 fn a_message_deleted_on_discord_fails_once_and_plex_is_asked_to_make_the_image_again() {
-    let (tmp, dir) = cleaned_to_stage_3();
-    let discord = Discord::start(TOKEN);
-    discord.state.lock().unwrap().ttl = 3 * 3600; // inside the 6 h margin
-    let hook = discord.webhook();
-    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
     let mut seen = String::new();
-    let spec = write_spec(tmp.path(), "  kind: discord\n  refresh_margin: 6h\n");
+    let OnDiscord { tmp, dir, discord, hook, spec, ups } = on_discord(0, &mut seen);
+    let env = [("TIDYPLEX_DISCORD_WEBHOOK", hook.as_str())];
     let spec = spec.to_str().unwrap();
-    let (file, cs) = plan(tmp.path(), &dir, "p4.yaml", &[spec], &mut seen);
-    let ups = uploads(&cs);
-    apply(&dir, &file, &["--spec", spec], &env, 0, &mut seen);
     // Someone deletes the webhook's messages in the Discord channel.
     discord.state.lock().unwrap().messages.clear();
     let (file, cs) = plan(tmp.path(), &dir, "refresh.yaml", &[spec], &mut seen);
