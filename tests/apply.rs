@@ -652,3 +652,75 @@ fn run_converges_and_demo_walks_the_cycle() {
         assert!(text.contains(step), "{step} missing from:\n{text}");
     }
 }
+
+/// The race with Plex: columns flipped (to files the changeset deletes) after apply read the
+/// references but before it deletes. Each item is re-checked right before its files go, so
+/// none of those files is deleted.
+#[test]
+fn a_poster_picked_while_apply_deletes_is_kept() {
+    let (tmp, dir, _) = fixture(&[]);
+    let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "1"]);
+    // For some items, an entry of `_combined/posters` that the plan deletes.
+    let mut picks: Vec<(i64, String)> = Vec::new();
+    for c in &cs.changes {
+        let Some(item) = c.item else { continue };
+        if picks.iter().any(|(i, _)| *i == item) || cs.items[&item].kind != "movie" {
+            continue;
+        }
+        let path = match c.op() {
+            Some(Op::DeleteFile(f)) if f.path.contains("/_combined/posters/") => {
+                Some(f.path.clone())
+            }
+            Some(Op::DeleteDir(d)) if d.path.ends_with("/_combined/posters") => {
+                std::fs::read_dir(dir.join(&d.path))
+                    .unwrap()
+                    .flatten()
+                    .next()
+                    .map(|e| format!("{}/{}", d.path, e.file_name().to_string_lossy()))
+            }
+            _ => None,
+        };
+        if let Some(p) = path {
+            picks.push((item, p));
+        }
+    }
+    assert!(picks.len() >= 3, "{picks:?}");
+    let pause = tmp.path().join("paused");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
+        .args(["--plex-dir", dir.to_str().unwrap(), "apply", file.to_str().unwrap()])
+        .args(["--yes", "--json"])
+        .env("NO_COLOR", "1")
+        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
+        .env("TIDYPLEX_PAUSE", format!("before-deletions:{}", pause.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !pause.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "apply never reached its deletions");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Plex (the user) picks those posters now.
+    let conn = rw(&dir);
+    for (item, path) in &picks {
+        let name = path.rsplit('/').next().unwrap();
+        conn.execute(
+            "UPDATE metadata_items SET user_thumb_url = ?1 WHERE id = ?2",
+            rusqlite::params![format!("metadata://posters/{name}"), item],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "something was kept as referenced");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!report["referenced"].as_array().unwrap().is_empty(), "{report}");
+    // Referenced and gone: none.
+    let gone: Vec<&String> =
+        picks.iter().map(|(_, p)| p).filter(|p| std::fs::metadata(dir.join(p)).is_err()).collect();
+    assert!(gone.is_empty(), "picked while apply deleted, and deleted: {gone:?}");
+    // Everything else the plan deletes is gone.
+    assert!(report["files_deleted"].as_u64().unwrap() > 0);
+}

@@ -78,7 +78,12 @@ pub fn check_no_symlinked_dirs(paths: &PlexPaths, rel: &str) -> Result<(), Strin
 
 /// Carries out one deletion (a `delete_file` or `delete_dir`).
 pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
-    let outcome = carry_out(paths, op, in_use);
+    delete_checked(paths, op, &[in_use])
+}
+
+/// [`delete`], keeping what any of `refs` references.
+fn delete_checked(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse]) -> Outcome {
+    let outcome = carry_out(paths, op, refs);
     if let (
         Outcome::Deleted { .. },
         Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. }),
@@ -103,6 +108,59 @@ pub fn delete_all(
             o
         })
         .collect()
+}
+
+/// Carries out deletions item by item, in parallel: right before an item's files go, the
+/// columns of the item and its descendants are read again (`families`), and what they
+/// reference now is kept as well as what `in_use` (read once) references. `ops` are in
+/// changeset order, each with its item; the outcomes come back in the same order.
+pub fn delete_items(
+    paths: &PlexPaths,
+    ops: &[(Option<i64>, Op<'_>)],
+    in_use: &InUse,
+    families: &super::recheck::Families,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<Outcome> {
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, (item, _)) in ops.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if ops[g.start].0 == *item => g.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    let done: Vec<Vec<Outcome>> = groups
+        .par_iter()
+        .map_init(
+            || super::recheck::open(&paths.db),
+            |conn, range| {
+                let item = ops[range.start].0;
+                let now = match (item, conn.as_ref()) {
+                    (Some(id), Ok(conn)) => families.in_use_now(conn, &paths.root, id),
+                    (Some(_), Err(e)) => Err(rusqlite::Error::InvalidParameterName(e.to_string())),
+                    (None, _) => Ok(None),
+                };
+                let out: Vec<Outcome> = match now {
+                    Ok(local) => {
+                        let refs: Vec<&InUse> =
+                            std::iter::once(in_use).chain(local.as_ref()).collect();
+                        ops[range.clone()].iter().map(|(_, op)| delete_checked(paths, *op, &refs)).collect()
+                    }
+                    Err(e) => ops[range.clone()]
+                        .iter()
+                        .map(|_| {
+                            Outcome::Failed(format!(
+                                "cannot re-read the columns of item {} before deleting its files ({e}); they are kept",
+                                item.unwrap_or_default()
+                            ))
+                        })
+                        .collect(),
+                };
+                out.iter().for_each(|_| tick());
+                out
+            },
+        )
+        .collect();
+    done.into_iter().flatten().collect()
 }
 
 /// What a deletion's precondition finds on disk now.
@@ -180,7 +238,7 @@ fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
 
 /// Deletes what `inspect` found as planned, unless a path in it is referenced. `remove_file`
 /// removes a symlink itself and `remove_dir_all` never follows links: targets are never touched.
-fn carry_out(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
+fn carry_out(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse]) -> Outcome {
     let inside = match inspect(paths, op) {
         Found::Gone => return Outcome::Already,
         Found::Drifted(why) => return Outcome::Drifted(why),
@@ -192,10 +250,10 @@ fn carry_out(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
         Op::DeleteDir(d) => &d.path,
         _ => return Outcome::Failed("not a deletion".into()),
     };
-    if let Some(why) = in_use.unresolved(target) {
+    if let Some(why) = refs.iter().find_map(|r| r.unresolved(target)) {
         return Outcome::Referenced(why);
     }
-    if let Some(used) = inside.iter().find(|e| in_use.contains_entry(e)) {
+    if let Some(used) = inside.iter().find(|e| refs.iter().any(|r| r.contains_entry(e))) {
         return Outcome::Referenced(used.path.clone());
     }
     // Inside a live bundle only images go, whatever the changeset says (whole bundles and

@@ -13,6 +13,7 @@ pub mod hosts;
 pub mod journal;
 pub mod lock;
 pub mod plex;
+pub mod recheck;
 pub mod uploads;
 
 use std::collections::BTreeSet;
@@ -225,6 +226,21 @@ pub fn live_references(paths: &PlexPaths) -> Result<InUse> {
     Ok(InUse::build(&paths.root, &all, |_| false))
 }
 
+/// [`live_references`], and the families of the items that own `ops`, for the re-check of
+/// each item right before its files go.
+fn live_references_and_families(
+    paths: &PlexPaths,
+    ops: &[(Option<i64>, Op<'_>)],
+) -> Result<(InUse, recheck::Families)> {
+    let db = Db::open(&paths.db)?;
+    let lib = Library::read(&db)?;
+    let tags = model::read_tags(&db)?;
+    let all = refs::collect(&db, &lib, &tags);
+    let in_use = InUse::build(&paths.root, &all, |_| false);
+    let families = recheck::Families::of(&lib, ops.iter().filter_map(|(item, _)| *item));
+    Ok((in_use, families))
+}
+
 /// Applies `cs` (read from `source`). `tick` is called once per change handled.
 pub fn apply(
     paths: &PlexPaths,
@@ -262,12 +278,13 @@ pub fn apply(
             to: s.to.clone(),
         })
         .collect();
-    let deletions: Vec<Op<'_>> = cs
+    let owned: Vec<(Option<i64>, Op<'_>)> = cs
         .changes
         .iter()
-        .filter_map(|c| c.op())
-        .filter(|op| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
+        .filter_map(|c| Some((c.item, c.op()?)))
+        .filter(|(_, op)| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
         .collect();
+    let deletions: Vec<Op<'_>> = owned.iter().map(|(_, op)| *op).collect();
     if opts.strict {
         strict_check(paths, cs, &deletions)?;
     }
@@ -360,9 +377,10 @@ pub fn apply(
     // 3. The files, re-checked against the live references.
     if !deletions.is_empty() || !uploaded_files.is_empty() {
         let started = std::time::Instant::now();
-        let in_use =
-            live_references(paths).context("cannot re-read the references before deleting")?;
-        let mut outcomes = files::delete_all(paths, &deletions, &in_use, tick);
+        let (in_use, families) = live_references_and_families(paths, &owned)
+            .context("cannot re-read the references before deleting")?;
+        pause_point("before-deletions");
+        let mut outcomes = files::delete_items(paths, &owned, &in_use, &families, tick);
         // An uploaded file: its change was counted with its DB write.
         let uploaded: Vec<Op<'_>> = uploaded_files.iter().map(Op::DeleteFile).collect();
         for o in files::delete_all(paths, &uploaded, &in_use, &|| {}) {
@@ -440,6 +458,21 @@ fn strict_check(paths: &PlexPaths, cs: &Changeset, deletions: &[Op<'_>]) -> Resu
 
 /// Fault injection for crash tests: `TIDYPLEX_FAULT=<point>` aborts the process there, as a
 /// power cut or `kill -9` would.
+/// For tests: with `TIDYPLEX_PAUSE=<name>:<file>`, creates `<file>` at this point and waits
+/// (up to a minute) until it is removed, so a test can change the DB in between.
+fn pause_point(name: &str) {
+    let Ok(v) = std::env::var("TIDYPLEX_PAUSE") else { return };
+    let Some(file) = v.strip_prefix(name).and_then(|r| r.strip_prefix(':')) else { return };
+    let file = Path::new(file);
+    if std::fs::write(file, b"paused").is_err() {
+        return;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while file.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn fault_point(name: &str) {
     if std::env::var("TIDYPLEX_FAULT").is_ok_and(|v| v == name) {
         std::process::abort();

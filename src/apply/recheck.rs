@@ -1,0 +1,100 @@
+//! The re-check right before an item's files go: the image columns of the item and of every
+//! row below it (seasons, episodes, albums) are read again by id, so a poster picked in Plex
+//! (or re-selected by a refresh) while apply deletes is kept. The window shrinks from the whole
+//! deletion phase to one item.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::plex::columns;
+use crate::plex::model::Library;
+use crate::plex::ImageUrl;
+use crate::scan::refs::{ColumnRef, InUse};
+
+/// For every item that owns deletions, the rows whose columns can point into its files.
+pub struct Families {
+    /// item → (row id, the bundle its values resolve in).
+    rows: HashMap<i64, Vec<(i64, Option<String>)>>,
+}
+
+impl Families {
+    /// The item and its descendants, for each of `items`.
+    pub fn of(lib: &Library, items: impl IntoIterator<Item = i64>) -> Families {
+        let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
+        for it in &lib.items {
+            if let Some(p) = it.parent_id {
+                children.entry(p).or_default().push(it.id);
+            }
+        }
+        let mut rows = HashMap::new();
+        for id in items {
+            if rows.contains_key(&id) {
+                continue;
+            }
+            let mut family = Vec::new();
+            let mut todo = vec![id];
+            while let Some(next) = todo.pop() {
+                if let Some(item) = lib.item(next) {
+                    family.push((next, lib.bundle_of(item)));
+                }
+                todo.extend(children.get(&next).into_iter().flatten());
+            }
+            rows.insert(id, family);
+        }
+        Families { rows }
+    }
+
+    /// What the columns of `item`'s family reference now, read through `conn`; `None` when
+    /// the item has no family here (changes of no item).
+    pub fn in_use_now(
+        &self,
+        conn: &Connection,
+        root: &Path,
+        item: i64,
+    ) -> rusqlite::Result<Option<InUse>> {
+        let Some(family) = self.rows.get(&item) else { return Ok(None) };
+        let cols = columns::METADATA_ITEMS;
+        let present: Vec<&str> = cols.iter().copied().filter(|c| has_column(conn, c)).collect();
+        let ids: Vec<String> = family.iter().map(|(id, _)| id.to_string()).collect();
+        let sql = format!(
+            "SELECT id, {} FROM metadata_items WHERE id IN ({})",
+            present.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "),
+            ids.join(",")
+        );
+        let bundles: HashMap<i64, Option<&str>> =
+            family.iter().map(|(id, b)| (*id, b.as_deref())).collect();
+        let mut refs = Vec::new();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            for (i, col) in present.iter().enumerate() {
+                let value: Option<String> = row.get(i + 1)?;
+                let url = ImageUrl::parse(value.as_deref());
+                let Some(name) = url.file_name() else { continue };
+                let column = cols.iter().find(|c| *c == col).copied().unwrap_or("user_thumb_url");
+                refs.push(ColumnRef {
+                    table: "metadata_items",
+                    id,
+                    column,
+                    path: url.resolve(bundles.get(&id).copied().flatten()),
+                    name: Some(name.to_string()),
+                });
+            }
+        }
+        Ok(Some(InUse::build(root, &refs, |_| false)))
+    }
+}
+
+/// A read-only connection for one worker.
+pub fn open(db: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn has_column(conn: &Connection, column: &str) -> bool {
+    conn.prepare_cached(&format!("SELECT \"{column}\" FROM metadata_items WHERE 0")).is_ok()
+}
