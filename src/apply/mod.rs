@@ -236,7 +236,9 @@ fn live_references_and_families(
     let lib = Library::read(&db)?;
     let tags = model::read_tags(&db)?;
     let all = refs::collect(&db, &lib, &tags);
+    drop(tags);
     let in_use = InUse::build(&paths.root, &all, |_| false);
+    drop(all);
     let families = recheck::Families::of(&lib, ops.iter().filter_map(|(item, _)| *item));
     Ok((in_use, families))
 }
@@ -284,8 +286,8 @@ pub fn apply(
         .filter_map(|c| Some((c.item, c.op()?)))
         .filter(|(_, op)| matches!(op, Op::DeleteFile(_) | Op::DeleteDir(_)))
         .collect();
-    let deletions: Vec<Op<'_>> = owned.iter().map(|(_, op)| *op).collect();
     if opts.strict {
+        let deletions: Vec<Op<'_>> = owned.iter().map(|(_, op)| *op).collect();
         strict_check(paths, cs, &deletions)?;
     }
     // Uploads and link refreshes write their table too, once hosted.
@@ -375,7 +377,7 @@ pub fn apply(
     fault_point("after-db-commit");
 
     // 3. The files, re-checked against the live references.
-    if !deletions.is_empty() || !uploaded_files.is_empty() {
+    if !owned.is_empty() || !uploaded_files.is_empty() {
         let started = std::time::Instant::now();
         let (in_use, families) = live_references_and_families(paths, &owned)
             .context("cannot re-read the references before deleting")?;

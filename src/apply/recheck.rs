@@ -15,8 +15,8 @@ use crate::scan::refs::{ColumnRef, InUse};
 
 /// For every item that owns deletions, the rows whose columns can point into its files.
 pub struct Families {
-    /// item → (row id, the bundle its values resolve in).
-    rows: HashMap<i64, Vec<(i64, Option<String>)>>,
+    /// item → the bundle its family's values resolve in (the owner's), and the row ids.
+    rows: HashMap<i64, (Option<String>, Vec<i64>)>,
 }
 
 impl Families {
@@ -33,15 +33,15 @@ impl Families {
             if rows.contains_key(&id) {
                 continue;
             }
+            // Seasons and episodes resolve in their show's bundle: one bundle per family.
+            let bundle = lib.item(id).and_then(|item| lib.bundle_of(item));
             let mut family = Vec::new();
             let mut todo = vec![id];
             while let Some(next) = todo.pop() {
-                if let Some(item) = lib.item(next) {
-                    family.push((next, lib.bundle_of(item)));
-                }
+                family.push(next);
                 todo.extend(children.get(&next).into_iter().flatten());
             }
-            rows.insert(id, family);
+            rows.insert(id, (bundle, family));
         }
         Families { rows }
     }
@@ -54,17 +54,15 @@ impl Families {
         root: &Path,
         item: i64,
     ) -> rusqlite::Result<Option<InUse>> {
-        let Some(family) = self.rows.get(&item) else { return Ok(None) };
+        let Some((bundle, family)) = self.rows.get(&item) else { return Ok(None) };
         let cols = columns::METADATA_ITEMS;
         let present: Vec<&str> = cols.iter().copied().filter(|c| has_column(conn, c)).collect();
-        let ids: Vec<String> = family.iter().map(|(id, _)| id.to_string()).collect();
+        let ids: Vec<String> = family.iter().map(|id| id.to_string()).collect();
         let sql = format!(
             "SELECT id, {} FROM metadata_items WHERE id IN ({})",
             present.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "),
             ids.join(",")
         );
-        let bundles: HashMap<i64, Option<&str>> =
-            family.iter().map(|(id, b)| (*id, b.as_deref())).collect();
         let mut refs = Vec::new();
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query([])?;
@@ -79,7 +77,7 @@ impl Families {
                     table: "metadata_items",
                     id,
                     column,
-                    path: url.resolve(bundles.get(&id).copied().flatten()),
+                    path: url.resolve(bundle.as_deref()),
                     name: Some(name.to_string()),
                 });
             }
