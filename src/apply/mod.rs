@@ -239,7 +239,8 @@ fn live_references_and_families(
     drop(tags);
     let in_use = InUse::build(&paths.root, &all, |_| false);
     drop(all);
-    let families = recheck::Families::of(&lib, ops.iter().filter_map(|(item, _)| *item));
+    let items = ops.iter().filter_map(|(item, _)| *item);
+    let families = recheck::Families::of(&lib, &db.schema.metadata_items, items);
     Ok((in_use, families))
 }
 

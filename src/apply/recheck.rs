@@ -8,7 +8,6 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::plex::columns;
 use crate::plex::model::Library;
 use crate::plex::ImageUrl;
 use crate::scan::refs::{ColumnRef, InUse};
@@ -17,11 +16,18 @@ use crate::scan::refs::{ColumnRef, InUse};
 pub struct Families {
     /// item → the bundle its family's values resolve in (the owner's), and the row ids.
     rows: HashMap<i64, (Option<String>, Vec<i64>)>,
+    /// The image columns of `metadata_items` in this DB.
+    columns: Vec<&'static str>,
 }
 
 impl Families {
-    /// The item and its descendants, for each of `items`.
-    pub fn of(lib: &Library, items: impl IntoIterator<Item = i64>) -> Families {
+    /// The item and its descendants, for each of `items`; `columns` are the DB's image
+    /// columns of `metadata_items`.
+    pub fn of(
+        lib: &Library,
+        columns: &[&'static str],
+        items: impl IntoIterator<Item = i64>,
+    ) -> Families {
         let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
         for it in &lib.items {
             if let Some(p) = it.parent_id {
@@ -43,7 +49,7 @@ impl Families {
             }
             rows.insert(id, (bundle, family));
         }
-        Families { rows }
+        Families { rows, columns: columns.to_vec() }
     }
 
     /// What the columns of `item`'s family reference now, read through `conn`; `None` when
@@ -55,24 +61,21 @@ impl Families {
         item: i64,
     ) -> rusqlite::Result<Option<InUse>> {
         let Some((bundle, family)) = self.rows.get(&item) else { return Ok(None) };
-        let cols = columns::METADATA_ITEMS;
-        let present: Vec<&str> = cols.iter().copied().filter(|c| has_column(conn, c)).collect();
         let ids: Vec<String> = family.iter().map(|id| id.to_string()).collect();
         let sql = format!(
             "SELECT id, {} FROM metadata_items WHERE id IN ({})",
-            present.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "),
+            self.columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "),
             ids.join(",")
         );
         let mut refs = Vec::new();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
-            for (i, col) in present.iter().enumerate() {
+            for (i, &column) in self.columns.iter().enumerate() {
                 let value: Option<String> = row.get(i + 1)?;
                 let url = ImageUrl::parse(value.as_deref());
                 let Some(name) = url.file_name() else { continue };
-                let column = cols.iter().find(|c| *c == col).copied().unwrap_or("user_thumb_url");
                 refs.push(ColumnRef {
                     table: "metadata_items",
                     id,
@@ -91,8 +94,4 @@ pub fn open(db: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
-}
-
-fn has_column(conn: &Connection, column: &str) -> bool {
-    conn.prepare_cached(&format!("SELECT \"{column}\" FROM metadata_items WHERE 0")).is_ok()
 }

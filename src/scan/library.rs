@@ -16,7 +16,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 
 use super::refs::{self, ColumnRef, InUse};
-use super::tree::{self, Entry};
+use super::tree;
 use super::usage::Usage;
 use crate::changeset::{Change, ItemInfo, RefreshLink, SectionStage, SetUrl, Upload};
 use crate::plex::db::Db;
@@ -415,16 +415,21 @@ pub fn unused_in_bundle(
             return Err(refs::unresolved_message(bundle, &e.path, &target));
         }
     }
+    // Each entry classified once: images nothing uses go, unknown files are counted.
     let mut unknown = Usage::default();
-    for e in &entries {
-        if bundle::content(&e.path) == bundle::Content::Unknown {
-            unknown.files += 1;
-            unknown.bytes += e.size;
-        }
-    }
-    let doomed =
-        |e: &Entry| bundle::content(&e.path) == bundle::Content::Image && !in_use.contains_entry(e);
-    let mut changes = tree::changes(bundle, &entries, doomed, 2, Some(owner));
+    let verdicts: Vec<bool> = entries
+        .iter()
+        .map(|e| match bundle::content(&e.path) {
+            bundle::Content::Image => !in_use.contains_entry(e),
+            bundle::Content::Xml => false,
+            bundle::Content::Unknown => {
+                unknown.files += 1;
+                unknown.bytes += e.size;
+                false
+            }
+        })
+        .collect();
+    let mut changes = tree::changes_of(bundle, &entries, &verdicts, 2, Some(owner));
     if empty_dirs {
         let gone: Vec<String> = changes
             .iter()

@@ -133,12 +133,21 @@ pub fn changes(
     min_depth: usize,
     item: Option<i64>,
 ) -> Vec<Change> {
+    let verdicts: Vec<bool> = all.iter().map(doomed).collect();
+    changes_of(base, all, &verdicts, min_depth, item)
+}
+
+/// [`changes`] with the verdict of each entry of `all` given, in the same order.
+pub fn changes_of(
+    base: &str,
+    all: &[Entry],
+    verdicts: &[bool],
+    min_depth: usize,
+    item: Option<i64>,
+) -> Vec<Change> {
     // For every folder below `base`: (files, files kept).
     let mut dirs: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    let mut verdicts = Vec::with_capacity(all.len());
-    for e in all {
-        let d = doomed(e);
-        verdicts.push(d);
+    for (e, &d) in all.iter().zip(verdicts) {
         for dir in ancestors(base, &e.path, min_depth) {
             let counts = dirs.entry(dir).or_default();
             counts.0 += 1;
@@ -147,7 +156,7 @@ pub fn changes(
     }
     let mut collapsed: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
     let mut files = Vec::new();
-    for (e, d) in all.iter().zip(verdicts) {
+    for (e, &d) in all.iter().zip(verdicts) {
         if !d {
             continue;
         }
