@@ -172,12 +172,16 @@ pub fn parse_line(folder: &str, line: &str) -> Result<Change, String> {
 
 /// The area a change of no item belongs to.
 fn area_of(change: &Change) -> String {
-    let path = match change.op() {
-        Some(Op::DeleteFile(f)) => &f.path,
-        Some(Op::DeleteDir(d)) => &d.path,
-        Some(Op::Upload(u)) => &u.path,
-        _ => return "other".into(),
-    };
+    match change.op() {
+        Some(Op::DeleteFile(f)) => area(&f.path),
+        Some(Op::DeleteDir(d)) => area(&d.path),
+        Some(Op::Upload(u)) => area(&u.path),
+        _ => "other".into(),
+    }
+}
+
+/// The area a path lies in: `Metadata/<Kind>`, `Media`, `PhotoTranscoder` or `other`.
+pub fn area(path: &str) -> String {
     if path.starts_with("Cache/PhotoTranscoder/") {
         return "PhotoTranscoder".into();
     }

@@ -110,6 +110,27 @@ pub struct Summary {
     pub link_refreshes: u64,
 }
 
+impl Summary {
+    /// Counts one more change (a folder's files and bytes, a file's freed bytes).
+    pub fn add(&mut self, c: &Change) {
+        match c.op() {
+            Some(Op::SetUrl(_)) => self.urls += 1,
+            Some(Op::Upload(_)) => self.uploads += 1,
+            Some(Op::RefreshLink(_)) => self.link_refreshes += 1,
+            Some(Op::DeleteFile(f)) => {
+                self.files += 1;
+                self.bytes += f.freed();
+            }
+            Some(Op::DeleteDir(d)) => {
+                self.files += d.files;
+                self.bytes += d.bytes;
+            }
+            Some(Op::PlexCall(_)) => self.plex_calls += 1,
+            None => {}
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -438,21 +459,7 @@ impl Changeset {
             ..Summary::default()
         };
         for c in &changes {
-            match c.op() {
-                Some(Op::SetUrl(_)) => summary.urls += 1,
-                Some(Op::Upload(_)) => summary.uploads += 1,
-                Some(Op::RefreshLink(_)) => summary.link_refreshes += 1,
-                Some(Op::DeleteFile(f)) => {
-                    summary.files += 1;
-                    summary.bytes += f.freed();
-                }
-                Some(Op::DeleteDir(d)) => {
-                    summary.files += d.files;
-                    summary.bytes += d.bytes;
-                }
-                Some(Op::PlexCall(_)) => summary.plex_calls += 1,
-                None => {}
-            }
+            summary.add(c);
         }
         Changeset {
             format: FORMAT.to_string(),

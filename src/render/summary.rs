@@ -5,42 +5,24 @@ use std::collections::BTreeMap;
 
 use super::plan::closing;
 use super::{count, size, Align, Table, DIM};
-use crate::changeset::{Change, Changeset, Op};
+use crate::changeset::{format2, Change, Changeset, Op, Summary};
 
 /// How many items the "frees most" list shows.
 const TOP: usize = 10;
 
 /// What one group of changes adds up to.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Tally {
     /// Items (counted by the caller).
     pub items: u64,
-    /// Files deleted (those in folders included).
-    pub files: u64,
-    /// Bytes freed.
-    pub bytes: u64,
-    /// URL switches.
-    pub urls: u64,
-    /// Other changes (uploads, link refreshes, Plex calls).
-    pub other: u64,
+    /// Its changes, summed as a changeset's are.
+    pub sum: Summary,
 }
 
 impl Tally {
     /// Counts one more change.
     pub fn add(&mut self, change: &Change) {
-        match change.op() {
-            Some(Op::DeleteFile(f)) => {
-                self.files += 1;
-                self.bytes += f.freed();
-            }
-            Some(Op::DeleteDir(d)) => {
-                self.files += d.files;
-                self.bytes += d.bytes;
-            }
-            Some(Op::SetUrl(_)) => self.urls += 1,
-            Some(_) => self.other += 1,
-            None => {}
-        }
+        self.sum.add(change);
     }
 }
 
@@ -85,9 +67,9 @@ pub fn summary(cs: &Changeset) -> String {
             t.row(vec![
                 name.trim_end().to_string(),
                 count(tally.items),
-                count(tally.files),
-                size(tally.bytes),
-                count(tally.urls),
+                count(tally.sum.files),
+                size(tally.sum.bytes),
+                count(tally.sum.urls),
                 count(kept.unwrap_or(0)),
             ]);
         }
@@ -101,12 +83,12 @@ pub fn summary(cs: &Changeset) -> String {
             ("FREES", Align::Right),
         ]);
         for (area, tally) in &areas {
-            t.row(vec![area.clone(), count(tally.files), size(tally.bytes)]);
+            t.row(vec![area.clone(), count(tally.sum.files), size(tally.sum.bytes)]);
         }
         out.push_str(&t.render(0));
     }
-    let mut top: Vec<(&i64, &Tally)> = per_item.iter().filter(|(_, t)| t.bytes > 0).collect();
-    top.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    let mut top: Vec<(&i64, &Tally)> = per_item.iter().filter(|(_, t)| t.sum.bytes > 0).collect();
+    top.sort_by(|a, b| b.1.sum.bytes.cmp(&a.1.sum.bytes).then(a.0.cmp(b.0)));
     if !top.is_empty() {
         out.push('\n');
         let mut t = Table::new(&[
@@ -119,7 +101,7 @@ pub fn summary(cs: &Changeset) -> String {
                 Some(i) => format!("{} {id} {:?}", i.kind, i.title),
                 None => format!("item {id}"),
             };
-            t.row(vec![what, count(tally.files), size(tally.bytes)]);
+            t.row(vec![what, count(tally.sum.files), size(tally.sum.bytes)]);
         }
         if top.len() > TOP {
             t.styled_row(vec![
@@ -147,17 +129,13 @@ fn area(c: &Change) -> String {
     }
 }
 
-/// `Metadata/<Kind> bundles`, `Media bundles` or `PhotoTranscoder cache` for a path.
+/// `Metadata/<Kind> bundles`, `Media bundles` or `PhotoTranscoder cache` for a path: its
+/// [`format2::area`], as a person reads it.
 pub fn area_of(path: &str) -> String {
-    if path.starts_with("Cache/PhotoTranscoder") {
-        return "PhotoTranscoder cache".into();
-    }
-    if path.starts_with("Media/") {
-        return "Media bundles".into();
-    }
-    match path.strip_prefix("Metadata/").and_then(|r| r.split('/').next()) {
-        Some(kind) => format!("Metadata/{kind} bundles"),
-        None => "other".into(),
+    match format2::area(path).as_str() {
+        "PhotoTranscoder" => "PhotoTranscoder cache".into(),
+        "other" => "other".into(),
+        bundles => format!("{bundles} bundles"),
     }
 }
 

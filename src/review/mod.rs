@@ -241,9 +241,9 @@ fn summary(state: &State) -> Value {
     for r in &state.rows {
         let s = sections.entry(r.section).or_default();
         s.0 += 1;
-        s.1 += r.tally.files;
-        s.2 += r.tally.bytes;
-        s.3 += r.tally.urls;
+        s.1 += r.tally.sum.files;
+        s.2 += r.tally.sum.bytes;
+        s.3 += r.tally.sum.urls;
     }
     let mut areas: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for c in cs.changes.iter().filter(|c| c.item.is_none()) {
@@ -283,7 +283,7 @@ fn items(state: &State, q: &HashMap<String, String>) -> Value {
         .collect();
     match q.get("sort").map(String::as_str) {
         Some("bytes") => {
-            picked.sort_by(|a, b| b.tally.bytes.cmp(&a.tally.bytes).then(a.id.cmp(&b.id)))
+            picked.sort_by(|a, b| b.tally.sum.bytes.cmp(&a.tally.sum.bytes).then(a.id.cmp(&b.id)))
         }
         Some("title") => picked.sort_by(|a, b| a.title.cmp(&b.title).then(a.id.cmp(&b.id))),
         _ => {}
@@ -352,7 +352,7 @@ fn item(state: &State, row: &Row) -> Value {
     }
     json!({
         "id": row.id, "type": row.kind, "title": row.title, "section": row.section,
-        "files": row.tally.files, "bytes": row.tally.bytes, "columns": cols, "deletes": deletes,
+        "files": row.tally.sum.files, "bytes": row.tally.sum.bytes, "columns": cols, "deletes": deletes,
     })
 }
 
