@@ -96,6 +96,12 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Plan and apply a SPEC in rounds until nothing is left (for cron or a systemd timer)
     Run(RunArgs),
+    /// List the applies: when, what they wrote and removed, how long their trash is kept
+    History(HistoryArgs),
+    /// Put back what an apply changed: its kept files, then the columns still as it left them
+    Undo(UndoArgs),
+    /// Empty the trash that `apply --keep` fills [default: what has outlived its keep]
+    Purge(PurgeArgs),
     /// Run Plex's own maintenance and wait for it (order: empty-trash, clean-bundles, optimize)
     Plex(PlexArgs),
     /// Publish a `dir` image host's folder over HTTP (GET /i/<blake3>.<ext>) for Plex to fetch
@@ -224,6 +230,55 @@ pub struct ApplyOpts {
     /// Change nothing (exit 3) while Plex plays something or scans; for nightly timers
     #[arg(long)]
     pub when_idle: bool,
+    /// Move what goes into tidyplex's trash and keep it this long (e.g. 7d), so `undo` can
+    /// put it back [default: the SPEC's keep, else delete]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep: Option<Duration>,
+}
+
+/// `tidyplex history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidyplex undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The apply to undo, as `history` numbers it [default: the last]
+    pub id: Option<u64>,
+    /// Undo without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Seconds to keep retrying while Plex holds the DB lock, before deferring the rest
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub lock_wait: f64,
+    /// Where to keep DB backups [default: tidyplex-backups beside the Databases folder]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidyplex purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Empty the trash of applies that started longer ago than this (e.g. 3d)
+    #[arg(long, value_name = "AGE", value_parser = parse_duration, conflicts_with = "all")]
+    pub older_than: Option<Duration>,
+    /// Empty the whole trash (nothing can be undone with its files afterwards)
+    #[arg(long)]
+    pub all: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 7d, 12h)"))
 }
 
 /// `tidyplex apply`.
@@ -406,6 +461,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan(global, args),
         Command::Apply(args) => apply_cmd(global, args),
         Command::Run(args) => run_cmd(global, args),
+        Command::History(args) => history_cmd(global, args),
+        Command::Undo(args) => undo_cmd(global, args),
+        Command::Purge(args) => purge_cmd(global, args),
         Command::Plex(args) => plex_cmd(global, args),
         Command::Serve(args) => {
             let dir = serve_dir(&args)?;
@@ -575,8 +633,105 @@ fn apply_options(
         backup_dir: args.backup_dir.clone(),
         plex: plex_client(global, Some(root))?,
         when_idle: args.when_idle,
+        keep: match args.keep {
+            Some(keep) => Some(keep),
+            None => spec.map(Spec::keep).transpose()?.flatten(),
+        },
         ..apply::Options::default()
     })
+}
+
+/// `tidyplex history`: every apply, oldest first.
+fn history_cmd(global: &Global, args: HistoryArgs) -> Result<i32> {
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    let state = apply::state_dir(&paths);
+    let list = apply::journal::list(&state)?;
+    let trash = apply::trash::contents(&state);
+    if args.json {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|a| {
+                let (files, bytes) = trash
+                    .iter()
+                    .find(|t| t.0 == a.id)
+                    .map_or((0, 0), |t| (t.1, t.2));
+                serde_json::json!({
+                    "id": a.id,
+                    "started": a.at,
+                    "finished": a.finished,
+                    "changeset": a.changeset,
+                    "changes": a.changes,
+                    "urls_written": a.values.len(),
+                    "files_removed": a.files,
+                    "bytes_removed": a.bytes,
+                    "kept_until": a.keep_until.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    "purged": a.purged,
+                    "undone": a.undone,
+                    "in_trash": { "files": files, "bytes": bytes },
+                    "undo": render::apply::undo_state(a, files),
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        print(&render::apply::history(&list, &trash))?;
+    }
+    Ok(0)
+}
+
+/// `tidyplex undo [ID]`.
+fn undo_cmd(global: &Global, args: UndoArgs) -> Result<i32> {
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    if !args.yes {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            anyhow::bail!(
+                "undo changes a live Plex server; pass --yes to undo without a terminal to ask on"
+            );
+        }
+        let which = args.id.map_or("the last apply".to_string(), |id| format!("apply {id}"));
+        let mut err = anstream::stderr();
+        let _ = write!(err, "Undo {which} on {}? Only 'yes' goes ahead: ", paths.root.display());
+        let _ = err.flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            anyhow::bail!("undo cancelled; nothing was changed");
+        }
+    }
+    let opts = apply::Options {
+        lock_wait: Duration::from_secs_f64(args.lock_wait),
+        plex_sqlite: global.plex_sqlite.clone(),
+        backup_dir: args.backup_dir.clone(),
+        ..apply::Options::default()
+    };
+    let report = apply::undo::undo(&paths, args.id, &opts)?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print(&render::apply::undo(&report))?;
+    }
+    Ok(report.exit_code())
+}
+
+/// `tidyplex purge`.
+fn purge_cmd(global: &Global, args: PurgeArgs) -> Result<i32> {
+    use apply::trash::Purge;
+    let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
+    let state = apply::state_dir(&paths);
+    let _lock = apply::lock::acquire(&state.join("apply.lock"), "purge")?;
+    let which = match (args.all, args.older_than) {
+        (true, _) => Purge::All,
+        (false, Some(age)) => Purge::OlderThan(age),
+        (false, None) => Purge::Expired,
+    };
+    let purged = apply::trash::purge(&state, which)?;
+    if args.json {
+        print_json(&purged)?;
+    } else {
+        print(&render::apply::purged(&purged))?;
+    }
+    Ok(0)
 }
 
 /// The Plex server, when a token is known (`TIDYPLEX_PLEX_TOKEN`, else `Preferences.xml` in

@@ -33,6 +33,9 @@ pub struct Spec {
     /// What to ask of the Plex server itself (needs a Plex token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plex: Option<PlexSpec>,
+    /// Keep what apply removes in the trash this long (e.g. `7d`), so `undo` can put it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
 }
 
 /// Calls to the Plex server: repairs planned with the changes, and Plex's own maintenance,
@@ -195,6 +198,18 @@ impl Spec {
         Ok(spec)
     }
 
+    /// `keep`, parsed.
+    pub fn keep(&self) -> Result<Option<std::time::Duration>> {
+        self.keep
+            .as_deref()
+            .map(|k| {
+                humantime::parse_duration(k).map_err(|e| {
+                    anyhow::anyhow!("keep `{k}` is not a duration (e.g. 7d or 12h): {e}")
+                })
+            })
+            .transpose()
+    }
+
     /// Checks stages, steps and that secrets are named, not written inline.
     pub fn check(&self) -> Result<()> {
         for stage in self.stage.iter().chain(self.sections.iter().filter_map(|s| s.stage.as_ref()))
@@ -207,6 +222,7 @@ impl Spec {
         if let Some(cache) = &self.cache {
             cache.parse::<CachePolicy>().map_err(|e| anyhow::anyhow!("cache: {e}"))?;
         }
+        self.keep()?;
         match &self.image_host {
             Some(ImageHost::Discord { webhook_env, refresh_margin }) => {
                 check_env_name("webhook_env", webhook_env)?;

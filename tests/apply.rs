@@ -479,7 +479,7 @@ fn two_applies_at_once_the_second_fails_fast_naming_the_first() {
         .spawn()
         .unwrap();
     // Wait until the first apply holds the lock (its journal says it started).
-    let journal = dir.join("Plug-in Support/tidyplex/journal.jsonl");
+    let journal = dir.join("Plug-in Support/tidyplex/journal/1.jsonl");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&journal).unwrap_or_default().contains("started") {
         assert!(Instant::now() < deadline, "the first apply never started");

@@ -23,8 +23,8 @@ pub struct Write {
     pub column: String,
     /// The value it must still have.
     pub from: Option<String>,
-    /// The http(s) URL to write.
-    pub to: String,
+    /// The value to write: an http(s) URL, or (when undo puts a column back) what it held.
+    pub to: Option<String>,
 }
 
 /// What became of a write.
@@ -109,12 +109,17 @@ pub fn choose(db: &Path, tables: &BTreeSet<String>, named: Option<&Path>) -> Res
     })
 }
 
+/// Called with each batch's range in the writes and its outcomes, before the batch commits
+/// (what it returns `Err` for rolls the batch back): the journal records what will change.
+pub type BeforeCommit<'a> = dyn FnMut(std::ops::Range<usize>, &[Outcome]) -> Result<()> + 'a;
+
 /// Writes every change, batch by batch; returns one outcome per write, in order.
 pub fn write(
     db: &Path,
     writes: &[Write],
     strategy: &Strategy,
     limits: &Limits,
+    before_commit: &mut BeforeCommit<'_>,
 ) -> Result<Vec<Outcome>> {
     for w in writes {
         if !columns::is_image_column(&w.table, &w.column) {
@@ -128,7 +133,9 @@ pub fn write(
     let deadline = Instant::now() + limits.lock_wait;
     let mut out = Vec::with_capacity(writes.len());
     let mut gave_up = false;
-    for batch in writes.chunks(limits.batch.max(1)) {
+    for (n, batch) in writes.chunks(limits.batch.max(1)).enumerate() {
+        let start = n * limits.batch.max(1);
+        let range = start..start + batch.len();
         if gave_up {
             // Plex kept the lock past the budget: leave the rest to the next run.
             out.extend(batch.iter().map(|_| Outcome::Deferred));
@@ -137,8 +144,14 @@ pub fn write(
         let mut pause = Duration::from_millis(50);
         loop {
             let attempt = match strategy {
-                Strategy::PlexSqlite(bin) => through_plex_sqlite(&conn, db, bin, batch),
-                _ => transaction(&conn, batch, *strategy == Strategy::TriggersAside),
+                Strategy::PlexSqlite(bin) => {
+                    through_plex_sqlite(&conn, db, bin, batch, &mut |o| {
+                        before_commit(range.clone(), o)
+                    })
+                }
+                _ => transaction(&conn, batch, *strategy == Strategy::TriggersAside, &mut |o| {
+                    before_commit(range.clone(), o)
+                }),
             };
             match attempt {
                 Ok(outcomes) => {
@@ -193,7 +206,7 @@ fn current_of(conn: &Connection, w: &Write) -> rusqlite::Result<Option<Option<St
 /// What a write would do given the column's current value.
 pub fn verdict(w: &Write, now: Option<Option<String>>) -> Outcome {
     match now {
-        Some(Some(v)) if v == w.to => Outcome::Already,
+        Some(v) if v == w.to => Outcome::Already,
         Some(v) if v == w.from => Outcome::Applied,
         Some(v) => Outcome::Drifted(v),
         None => Outcome::Drifted(None),
@@ -202,7 +215,12 @@ pub fn verdict(w: &Write, now: Option<Option<String>>) -> Outcome {
 
 /// One `BEGIN IMMEDIATE` … `COMMIT` of a batch; with `aside`, the FTS triggers of the written
 /// tables are dropped first and re-created from their stored SQL before the commit.
-fn transaction(conn: &Connection, batch: &[Write], aside: bool) -> Result<Vec<Outcome>> {
+fn transaction(
+    conn: &Connection,
+    batch: &[Write],
+    aside: bool,
+    before_commit: &mut dyn FnMut(&[Outcome]) -> Result<()>,
+) -> Result<Vec<Outcome>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| -> Result<Vec<Outcome>> {
         let mut saved = Vec::new();
@@ -235,6 +253,7 @@ fn transaction(conn: &Connection, batch: &[Write], aside: bool) -> Result<Vec<Ou
         for sql in saved {
             conn.execute_batch(&sql)?;
         }
+        before_commit(&out)?;
         Ok(out)
     })();
     match result {
@@ -257,6 +276,7 @@ fn through_plex_sqlite(
     db: &Path,
     bin: &Path,
     batch: &[Write],
+    before_commit: &mut dyn FnMut(&[Outcome]) -> Result<()>,
 ) -> Result<Vec<Outcome>> {
     let mut planned = Vec::with_capacity(batch.len());
     let mut script = String::from(".bail on\nPRAGMA busy_timeout = 2000;\nBEGIN IMMEDIATE;\n");
@@ -271,7 +291,10 @@ fn through_plex_sqlite(
                 "UPDATE \"{t}\" SET \"{c}\" = {to} WHERE id = {id} AND \"{c}\" {guard};\n",
                 t = w.table,
                 c = w.column,
-                to = literal(&w.to)?,
+                to = match &w.to {
+                    Some(to) => literal(to)?,
+                    None => "NULL".to_string(),
+                },
                 id = w.id
             ));
         }
@@ -281,6 +304,8 @@ fn through_plex_sqlite(
         return Ok(planned);
     }
     script.push_str("COMMIT;\n");
+    // What the guarded UPDATEs may change (read back below): recorded before they run.
+    before_commit(&planned)?;
     let mut child = Command::new(bin)
         .arg(db)
         .stdin(Stdio::piped())
@@ -304,7 +329,7 @@ fn through_plex_sqlite(
     for (w, p) in batch.iter().zip(planned) {
         out.push(match p {
             Outcome::Applied => match current_of(conn, w)? {
-                Some(Some(v)) if v == w.to => Outcome::Applied,
+                Some(v) if v == w.to => Outcome::Applied,
                 other => Outcome::Drifted(other.flatten()),
             },
             other => other,
@@ -337,7 +362,7 @@ mod tests {
             id,
             column: "user_thumb_url".into(),
             from: from.map(String::from),
-            to: to.into(),
+            to: Some(to.into()),
         }
     }
 

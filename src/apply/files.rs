@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
+use super::trash::Trash;
 use crate::changeset::{DeleteDir, DeleteFile, Op};
 use crate::plex::bundle::{self, Content};
 use crate::plex::locate::PlexPaths;
@@ -76,14 +77,20 @@ pub fn check_no_symlinked_dirs(paths: &PlexPaths, rel: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// Carries out one deletion (a `delete_file` or `delete_dir`).
-pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse) -> Outcome {
-    delete_checked(paths, op, &[in_use])
+/// Carries out one deletion (a `delete_file` or `delete_dir`); with a `trash`, what goes is
+/// moved into it instead of deleted.
+pub fn delete(paths: &PlexPaths, op: Op<'_>, in_use: &InUse, trash: Option<&Trash>) -> Outcome {
+    delete_checked(paths, op, &[in_use], trash)
 }
 
 /// [`delete`], keeping what any of `refs` references.
-fn delete_checked(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse]) -> Outcome {
-    let outcome = carry_out(paths, op, refs);
+fn delete_checked(
+    paths: &PlexPaths,
+    op: Op<'_>,
+    refs: &[&InUse],
+    trash: Option<&Trash>,
+) -> Outcome {
+    let outcome = carry_out(paths, op, refs, trash);
     if let (
         Outcome::Deleted { .. },
         Op::DeleteFile(DeleteFile { path, .. }) | Op::DeleteDir(DeleteDir { path, .. }),
@@ -99,11 +106,12 @@ pub fn delete_all(
     paths: &PlexPaths,
     ops: &[Op<'_>],
     in_use: &InUse,
+    trash: Option<&Trash>,
     tick: &(dyn Fn() + Sync),
 ) -> Vec<Outcome> {
     ops.par_iter()
         .map(|op| {
-            let o = delete(paths, *op, in_use);
+            let o = delete(paths, *op, in_use, trash);
             tick();
             o
         })
@@ -119,6 +127,7 @@ pub fn delete_items(
     ops: &[(Option<i64>, Op<'_>)],
     in_use: &InUse,
     families: &super::recheck::Families,
+    trash: Option<&Trash>,
     tick: &(dyn Fn() + Sync),
 ) -> Vec<Outcome> {
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
@@ -143,7 +152,7 @@ pub fn delete_items(
                     Ok(local) => {
                         let refs: Vec<&InUse> =
                             std::iter::once(in_use).chain(local.as_ref()).collect();
-                        ops[range.clone()].iter().map(|(_, op)| delete_checked(paths, *op, &refs)).collect()
+                        ops[range.clone()].iter().map(|(_, op)| delete_checked(paths, *op, &refs, trash)).collect()
                     }
                     Err(e) => ops[range.clone()]
                         .iter()
@@ -236,9 +245,10 @@ fn inspect_dir(paths: &PlexPaths, d: &DeleteDir) -> Found {
     Found::AsPlanned(entries)
 }
 
-/// Deletes what `inspect` found as planned, unless a path in it is referenced. `remove_file`
-/// removes a symlink itself and `remove_dir_all` never follows links: targets are never touched.
-fn carry_out(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse]) -> Outcome {
+/// Deletes (or moves into `trash`) what `inspect` found as planned, unless a path in it is
+/// referenced. `remove_file` removes a symlink itself, `remove_dir_all` never follows links and
+/// a rename moves a link as itself: targets are never touched.
+fn carry_out(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse], trash: Option<&Trash>) -> Outcome {
     let inside = match inspect(paths, op) {
         Found::Gone => return Outcome::Already,
         Found::Drifted(why) => return Outcome::Drifted(why),
@@ -265,18 +275,22 @@ fn carry_out(paths: &PlexPaths, op: Op<'_>, refs: &[&InUse]) -> Outcome {
             return Outcome::Referenced(format!("{} (not an image: kept)", e.path));
         }
     }
-    let (removed, path, files, bytes, slash) = match op {
-        Op::DeleteFile(f) => {
-            (std::fs::remove_file(absolute(paths, &f.path)), &f.path, 1, f.freed(), "")
-        }
-        Op::DeleteDir(d) => {
-            (std::fs::remove_dir_all(absolute(paths, &d.path)), &d.path, d.files, d.bytes, "/")
-        }
+    let (path, files, bytes, slash) = match op {
+        Op::DeleteFile(f) => (&f.path, 1, f.freed(), ""),
+        Op::DeleteDir(d) => (&d.path, d.files, d.bytes, "/"),
         _ => return Outcome::Failed("not a deletion".into()),
+    };
+    let removed = match (trash, op) {
+        (Some(trash), _) => trash.keep(paths, path),
+        (None, Op::DeleteDir(_)) => std::fs::remove_dir_all(absolute(paths, path)),
+        (None, _) => std::fs::remove_file(absolute(paths, path)),
     };
     match removed {
         Ok(()) => Outcome::Deleted { files, bytes },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Already,
+        Err(e) if trash.is_some() => {
+            Outcome::Failed(format!("cannot move {path}{slash} into the trash: {e}"))
+        }
         Err(e) => Outcome::Failed(format!("cannot delete {path}{slash}: {e}")),
     }
 }

@@ -1,12 +1,46 @@
-//! A journal of the running apply, so an interrupted one is reported by the next run.
+//! The journal of each apply, `<state>/journal/<id>.jsonl`: when it ran, every DB value it
+//! replaced (recorded before the write commits), what it removed and whether it kept it, and
+//! later its undo and the purge of its trash. An apply that did not finish is reported by the
+//! next one; `history` lists them and `undo` reads them back.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// One step of an apply.
+/// What kind of change wrote a value (undo puts back `set_url` and `upload` values; a
+/// refreshed link is not put back: the old one expires).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A column switched to its provider URL.
+    SetUrl,
+    /// A frame grab's column pointed at its hosted copy.
+    Upload,
+    /// A hosted link replaced by a freshly signed one.
+    Refresh,
+}
+
+/// One DB value an apply replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Value {
+    /// The table.
+    pub table: String,
+    /// The row id.
+    pub id: i64,
+    /// The column.
+    pub column: String,
+    /// What it held before.
+    pub old: Option<String>,
+    /// What apply wrote.
+    pub new: Option<String>,
+    /// Which change wrote it.
+    pub kind: Kind,
+}
+
+/// One line of a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -18,6 +52,14 @@ pub enum Event {
         changeset: String,
         /// How many changes it holds.
         changes: usize,
+        /// With `--keep`: until when the trash holds what it removes (RFC 3339).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_until: Option<String>,
+    },
+    /// DB values about to be committed (one batch).
+    Values {
+        /// The values.
+        values: Vec<Value>,
     },
     /// The DB writes committed.
     DbDone {
@@ -30,54 +72,84 @@ pub enum Event {
     Finished {
         /// When (RFC 3339).
         at: String,
+        /// Files removed (deleted, or moved into the trash).
+        #[serde(default)]
+        files: u64,
+        /// Bytes they held.
+        #[serde(default)]
+        bytes: u64,
+    },
+    /// An undo of this apply began.
+    UndoStarted {
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The undo ended with nothing left to put back.
+    Undone {
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The trash of this apply was emptied.
+    Purged {
+        /// When (RFC 3339).
+        at: String,
     },
 }
 
-/// The journal file of the current apply.
+/// The current time, RFC 3339.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The folder of the journals.
+pub fn dir(state: &Path) -> PathBuf {
+    state.join("journal")
+}
+
+/// A journal being written.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    /// The apply's id.
+    pub id: u64,
 }
 
 impl Journal {
-    /// The journal at `path`.
-    pub fn at(path: &Path) -> Journal {
-        Journal { path: path.to_path_buf() }
-    }
-
-    /// A description of the previous apply when it did not finish.
-    pub fn interrupted(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
-        let events: Vec<Event> =
-            text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let started = events.iter().find_map(|e| match e {
-            Event::Started { at, changeset, .. } => Some((at.clone(), changeset.clone())),
-            _ => None,
+    /// Starts the journal of a new apply, numbered one past the newest. Call under the lock.
+    pub fn begin(
+        state: &Path,
+        changeset: &str,
+        changes: usize,
+        keep_until: Option<SystemTime>,
+    ) -> Result<Journal> {
+        let dir = dir(state);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the journal folder {}", dir.display()))?;
+        let id = ids(state)?.last().copied().unwrap_or(0) + 1;
+        let journal = Journal { path: dir.join(format!("{id}.jsonl")), id };
+        std::fs::write(&journal.path, "")
+            .with_context(|| format!("cannot write the journal {}", journal.path.display()))?;
+        let keep_until = keep_until.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        journal.record(&Event::Started {
+            at: now(),
+            changeset: changeset.to_string(),
+            changes,
+            keep_until,
         })?;
-        if events.iter().any(|e| matches!(e, Event::Finished { .. })) {
-            return None;
-        }
-        let db_done = events.iter().any(|e| matches!(e, Event::DbDone { .. }));
-        Some(format!(
-            "the previous apply of {} (started {}) was interrupted {}; this run re-checks everything and finishes the job",
-            started.1,
-            started.0,
-            if db_done { "after its database writes, before all files were deleted" } else { "before its database writes committed" }
-        ))
+        Ok(journal)
     }
 
-    /// Starts a new journal.
-    pub fn start(&self, changeset: &str, changes: usize) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+    /// The journal of apply `id`, to append to.
+    pub fn open(state: &Path, id: u64) -> Journal {
+        Journal { path: dir(state).join(format!("{id}.jsonl")), id }
+    }
+
+    /// Records DB values before they commit (on disk before the commit can be).
+    pub fn values(&self, values: Vec<Value>) -> Result<()> {
+        if values.is_empty() {
+            return Ok(());
         }
-        std::fs::write(&self.path, "")
-            .with_context(|| format!("cannot write the journal {}", self.path.display()))?;
-        self.record(&Event::Started { at: now(), changeset: changeset.to_string(), changes })
+        self.record(&Event::Values { values })
     }
 
     /// Records that the DB writes committed.
@@ -85,21 +157,131 @@ impl Journal {
         self.record(&Event::DbDone { at: now(), applied })
     }
 
-    /// Records the end.
-    pub fn finish(&self) -> Result<()> {
-        self.record(&Event::Finished { at: now() })
+    /// Records the end, with what was removed.
+    pub fn finish(&self, files: u64, bytes: u64) -> Result<()> {
+        self.record(&Event::Finished { at: now(), files, bytes })
     }
 
-    fn record(&self, event: &Event) -> Result<()> {
+    /// Appends `event`, synced to disk.
+    pub fn record(&self, event: &Event) -> Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
-            .create(true)
             .open(&self.path)
             .with_context(|| format!("cannot write the journal {}", self.path.display()))?;
         writeln!(file, "{}", serde_json::to_string(event)?)?;
-        file.sync_data()?;
+        file.sync_data()
+            .with_context(|| format!("cannot write the journal {}", self.path.display()))?;
         Ok(())
     }
+}
+
+/// The ids of every journal, oldest first.
+pub fn ids(state: &Path) -> Result<Vec<u64>> {
+    let dir = dir(state);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".jsonl")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// An apply as its journal tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Its id.
+    pub id: u64,
+    /// When it started (RFC 3339).
+    pub at: String,
+    /// Where its changeset came from.
+    pub changeset: String,
+    /// How many changes the changeset held.
+    pub changes: usize,
+    /// With `--keep`: until when its trash is kept.
+    pub keep_until: Option<SystemTime>,
+    /// The DB values it replaced (those recorded; a batch that did not commit is among them
+    /// and holds its old value).
+    pub values: Vec<Value>,
+    /// Whether its DB writes committed.
+    pub db_done: bool,
+    /// When it finished, if it did.
+    pub finished: Option<String>,
+    /// Files it removed.
+    pub files: u64,
+    /// Bytes they held.
+    pub bytes: u64,
+    /// An undo began.
+    pub undo_started: bool,
+    /// When an undo finished.
+    pub undone: Option<String>,
+    /// When its trash was emptied.
+    pub purged: Option<String>,
+}
+
+impl Applied {
+    /// The values undo puts back (refreshed links are not).
+    pub fn restorable(&self) -> impl Iterator<Item = &Value> {
+        self.values.iter().filter(|v| v.kind != Kind::Refresh)
+    }
+}
+
+/// Reads the journal of apply `id`; unreadable lines (a torn last line) are skipped.
+pub fn read(state: &Path, id: u64) -> Result<Applied> {
+    let path = dir(state).join(format!("{id}.jsonl"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the journal {}", path.display()))?;
+    let mut out = Applied { id, ..Applied::default() };
+    for event in text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok()) {
+        match event {
+            Event::Started { at, changeset, changes, keep_until } => {
+                out.at = at;
+                out.changeset = changeset;
+                out.changes = changes;
+                out.keep_until = keep_until.and_then(|t| humantime::parse_rfc3339(&t).ok());
+            }
+            Event::Values { values } => out.values.extend(values),
+            Event::DbDone { .. } => out.db_done = true,
+            Event::Finished { at, files, bytes } => {
+                out.finished = Some(at);
+                out.files = files;
+                out.bytes = bytes;
+            }
+            Event::UndoStarted { .. } => out.undo_started = true,
+            Event::Undone { at } => out.undone = Some(at),
+            Event::Purged { at } => out.purged = Some(at),
+        }
+    }
+    Ok(out)
+}
+
+/// Every apply, oldest first.
+pub fn list(state: &Path) -> Result<Vec<Applied>> {
+    ids(state)?.into_iter().map(|id| read(state, id)).collect()
+}
+
+/// A description of the newest apply when it did not finish.
+pub fn interrupted(state: &Path) -> Option<String> {
+    let last = *ids(state).ok()?.last()?;
+    let a = read(state, last).ok()?;
+    if a.finished.is_some() || a.at.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the previous apply ({}, of {}, started {}) was interrupted {}; this run re-checks everything and finishes the job",
+        a.id,
+        a.changeset,
+        a.at,
+        if a.db_done {
+            "after its database writes, before all files were removed"
+        } else {
+            "before its database writes committed"
+        }
+    ))
 }
 
 #[cfg(test)]
@@ -109,13 +291,47 @@ mod tests {
     #[test]
     fn an_unfinished_apply_is_reported_once_finished_it_is_not() {
         let tmp = tempfile::tempdir().unwrap();
-        let j = Journal::at(&tmp.path().join("journal.jsonl"));
-        assert_eq!(j.interrupted(), None);
-        j.start("plan.yaml", 3).unwrap();
+        let state = tmp.path();
+        assert_eq!(interrupted(state), None);
+        let j = Journal::begin(state, "plan.yaml", 3, None).unwrap();
+        assert_eq!(j.id, 1);
         j.db_done(2).unwrap();
-        let msg = j.interrupted().unwrap();
+        let msg = interrupted(state).unwrap();
         assert!(msg.contains("plan.yaml") && msg.contains("after its database writes"), "{msg}");
-        j.finish().unwrap();
-        assert_eq!(j.interrupted(), None);
+        j.finish(4, 40).unwrap();
+        assert_eq!(interrupted(state), None);
+        let next = Journal::begin(state, "again.yaml", 1, None).unwrap();
+        assert_eq!(next.id, 2);
+    }
+
+    #[test]
+    fn values_and_undo_read_back_and_a_torn_line_is_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path();
+        let keep = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+        let j = Journal::begin(state, "p.yaml", 2, Some(keep)).unwrap();
+        let v = |kind| Value {
+            table: "metadata_items".into(),
+            id: 7,
+            column: "user_thumb_url".into(),
+            old: Some("metadata://posters/a".into()),
+            new: Some("https://x/a.jpg".into()),
+            kind,
+        };
+        j.values(vec![v(Kind::SetUrl), v(Kind::Refresh)]).unwrap();
+        j.finish(1, 10).unwrap();
+        j.record(&Event::UndoStarted { at: now() }).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir(state).join("1.jsonl"))
+            .unwrap()
+            .write_all(b"{\"event\":\"und")
+            .unwrap();
+        let a = read(state, 1).unwrap();
+        assert_eq!(a.values.len(), 2);
+        assert_eq!(a.restorable().count(), 1);
+        assert_eq!(a.keep_until, Some(keep));
+        assert!(a.undo_started && a.undone.is_none());
+        assert_eq!((a.files, a.bytes), (1, 10));
     }
 }

@@ -1,5 +1,5 @@
-//! One apply at a time: an exclusive lock on a file beside the DB folder, released when the
-//! process ends however it ends.
+//! One apply, undo or purge at a time: an exclusive lock on a file beside the DB folder,
+//! released when the process ends however it ends.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,8 +13,9 @@ pub struct ApplyLock {
     _file: File,
 }
 
-/// Takes the lock at `path`, or fails at once naming the holder.
-pub fn acquire(path: &Path) -> Result<ApplyLock> {
+/// Takes the lock at `path` for `what` (apply, undo, purge), or fails at once naming the
+/// holder.
+pub fn acquire(path: &Path, what: &str) -> Result<ApplyLock> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -31,9 +32,10 @@ pub fn acquire(path: &Path) -> Result<ApplyLock> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
+            let (running, who) = holder.split_once(", ").unwrap_or(("apply", holder));
             bail!(
-                "another tidyplex apply is running ({}); wait for it to finish (lock: {})",
-                if holder.is_empty() { "holder unknown" } else { holder },
+                "another tidyplex {running} is running ({}); wait for it to finish, then {what} again (lock: {})",
+                if who.is_empty() { "holder unknown" } else { who },
                 path.display()
             );
         }
@@ -42,7 +44,7 @@ pub fn acquire(path: &Path) -> Result<ApplyLock> {
         }
     }
     let holder = format!(
-        "pid {} since {}",
+        "{what}, pid {} since {}",
         std::process::id(),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     );
@@ -61,10 +63,12 @@ mod tests {
     fn a_second_holder_is_refused_naming_the_first() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state/apply.lock");
-        let first = acquire(&path).unwrap();
-        let err = acquire(&path).unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        let first = acquire(&path, "apply").unwrap();
+        let err = acquire(&path, "undo").unwrap_err().to_string();
+        assert!(err.contains("another tidyplex apply is running"), "{err}");
+        assert!(err.contains(&format!("(pid {}", std::process::id())), "{err}");
+        assert!(err.contains("then undo again"), "{err}");
         drop(first);
-        acquire(&path).unwrap();
+        acquire(&path, "purge").unwrap();
     }
 }

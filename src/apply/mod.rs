@@ -14,6 +14,8 @@ pub mod journal;
 pub mod lock;
 pub mod plex;
 pub mod recheck;
+pub mod trash;
+pub mod undo;
 pub mod uploads;
 
 use std::collections::BTreeSet;
@@ -52,6 +54,8 @@ pub struct Options {
     /// The image host's settings (from the SPEC), for `upload` and `refresh_link` changes.
     /// Without them, a changeset naming `discord` uses its defaults; other hosts are refused.
     pub image_host: Option<ImageHost>,
+    /// `--keep`: move what goes into the trash and keep it this long, for `undo`.
+    pub keep: Option<Duration>,
 }
 
 impl Default for Options {
@@ -66,6 +70,7 @@ impl Default for Options {
             plex: None,
             when_idle: false,
             image_host: None,
+            keep: None,
         }
     }
 }
@@ -73,6 +78,15 @@ impl Default for Options {
 /// What an apply did.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// This apply's id (`history`, `undo ID`); none when nothing ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// With `--keep`: until when the trash keeps what this apply removed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_until: Option<String>,
+    /// Trashes of earlier applies emptied because their keep ran out.
+    #[serde(skip_serializing_if = "trash::Purged::is_empty")]
+    pub purged: trash::Purged,
     /// Changes carried out now.
     pub applied: u64,
     /// Changes already in their target state.
@@ -132,7 +146,7 @@ impl Report {
     }
 }
 
-/// The folder beside the DB's folder where tidyplex keeps its lock and journal.
+/// The folder beside the DB's folder where tidyplex keeps its lock, journals and trash.
 pub fn state_dir(paths: &PlexPaths) -> PathBuf {
     beside_db(paths, "tidyplex")
 }
@@ -260,14 +274,24 @@ pub fn apply(
     }
     let host = image_host(paths, cs, opts)?;
     let state = state_dir(paths);
-    let _lock = lock::acquire(&state.join("apply.lock"))?;
-    let journal = journal::Journal::at(&state.join("journal.jsonl"));
+    let _lock = lock::acquire(&state.join("apply.lock"), "apply")?;
+    let previous_interrupted = journal::interrupted(&state);
+    let next = journal::ids(&state)?.last().copied().unwrap_or(0) + 1;
+    let kept = match opts.keep {
+        Some(_) => Some(trash::Trash::prepare(paths, &state, next, cs)?),
+        None => None,
+    };
+    let purged = trash::purge(&state, trash::Purge::Expired)?;
+    let keep_until = opts.keep.map(|d| std::time::SystemTime::now() + d);
+    let journal = journal::Journal::begin(&state, source, cs.changes.len(), keep_until)?;
     let mut report = Report {
-        previous_interrupted: journal.interrupted(),
+        id: Some(journal.id),
+        kept_until: keep_until.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        purged,
+        previous_interrupted,
         plex: gate.note,
         ..Report::default()
     };
-    journal.start(source, cs.changes.len())?;
 
     let writes: Vec<db::Write> = cs
         .changes
@@ -278,7 +302,7 @@ pub fn apply(
             id: s.id,
             column: s.column.clone(),
             from: s.from.clone(),
-            to: s.to.clone(),
+            to: Some(s.to.clone()),
         })
         .collect();
     let owned: Vec<(Option<i64>, Op<'_>)> = cs
@@ -337,7 +361,28 @@ pub fn apply(
         report.backup = Some(backup::backup(&paths.db, &dir, opts.keep_backups)?);
         let limits = db::Limits { batch: opts.batch, lock_wait: opts.lock_wait };
         let started = std::time::Instant::now();
-        let outcomes = db::write(&paths.db, &writes, &strategy, &limits)?;
+        // Each batch's values are in the journal before the batch commits.
+        let kind = |i: usize| match i.checked_sub(own).and_then(|p| staged.pending.get(p)) {
+            None => journal::Kind::SetUrl,
+            Some(p) if p.refresh => journal::Kind::Refresh,
+            Some(_) => journal::Kind::Upload,
+        };
+        let outcomes =
+            db::write(&paths.db, &writes, &strategy, &limits, &mut |range, outcomes| {
+                let values = range
+                    .zip(outcomes)
+                    .filter(|(_, o)| **o == db::Outcome::Applied)
+                    .map(|(i, _)| journal::Value {
+                        table: writes[i].table.clone(),
+                        id: writes[i].id,
+                        column: writes[i].column.clone(),
+                        old: writes[i].from.clone(),
+                        new: writes[i].to.clone(),
+                        kind: kind(i),
+                    })
+                    .collect();
+                journal.values(values)
+            })?;
         report.db_seconds = started.elapsed().as_secs_f64();
         for (i, (w, o)) in writes.iter().zip(outcomes).enumerate() {
             let what = format!("{} {} {}", w.table, w.id, w.column);
@@ -383,10 +428,11 @@ pub fn apply(
         let (in_use, families) = live_references_and_families(paths, &owned)
             .context("cannot re-read the references before deleting")?;
         pause_point("before-deletions");
-        let mut outcomes = files::delete_items(paths, &owned, &in_use, &families, tick);
+        let kept = kept.as_ref();
+        let mut outcomes = files::delete_items(paths, &owned, &in_use, &families, kept, tick);
         // An uploaded file: its change was counted with its DB write.
         let uploaded: Vec<Op<'_>> = uploaded_files.iter().map(Op::DeleteFile).collect();
-        for o in files::delete_all(paths, &uploaded, &in_use, &|| {}) {
+        for o in files::delete_all(paths, &uploaded, &in_use, kept, &|| {}) {
             match o {
                 files::Outcome::Deleted { files, bytes } => {
                     report.files_deleted += files;
@@ -414,7 +460,10 @@ pub fn apply(
 
     // 3. Plex: refresh/analyze what only Plex can bring back.
     plex::call_all(paths, cs, opts, &mut report, tick)?;
-    journal.finish()?;
+    journal.finish(report.files_deleted, report.bytes_freed)?;
+    if let Some(trash) = kept.filter(|_| report.files_deleted == 0) {
+        let _ = std::fs::remove_dir(trash.dir()); // nothing was kept
+    }
     Ok(report)
 }
 
@@ -459,8 +508,6 @@ fn strict_check(paths: &PlexPaths, cs: &Changeset, deletions: &[Op<'_>]) -> Resu
     Ok(())
 }
 
-/// Fault injection for crash tests: `TIDYPLEX_FAULT=<point>` aborts the process there, as a
-/// power cut or `kill -9` would.
 /// For tests: with `TIDYPLEX_PAUSE=<name>:<file>`, creates `<file>` at this point and waits
 /// (up to a minute) until it is removed, so a test can change the DB in between.
 fn pause_point(name: &str) {
@@ -476,6 +523,8 @@ fn pause_point(name: &str) {
     }
 }
 
+/// Fault injection for crash tests: `TIDYPLEX_FAULT=<point>` aborts the process there, as a
+/// power cut or `kill -9` would.
 fn fault_point(name: &str) {
     if std::env::var("TIDYPLEX_FAULT").is_ok_and(|v| v == name) {
         std::process::abort();

@@ -31,6 +31,8 @@ pub struct Pending {
     pub write: Write,
     /// For an upload: its file, with the size and mtime it had when it was sent.
     pub delete: Option<DeleteFile>,
+    /// A link refresh (not an upload).
+    pub refresh: bool,
 }
 
 /// What the stage-4 step did before the DB writes.
@@ -190,10 +192,12 @@ pub fn run(
                 (Op::Upload(u), Job::Upload { abs, .. }) => Pending {
                     write: write(&u.table, u.id, &u.column, u.from.clone(), &hosted.url),
                     delete: planned_file(abs, u),
+                    refresh: false,
                 },
                 (Op::RefreshLink(r), _) => Pending {
                     write: write(&r.table, r.id, &r.column, Some(r.from.clone()), &hosted.url),
                     delete: None,
+                    refresh: true,
                 },
                 _ => continue,
             });
@@ -203,7 +207,7 @@ pub fn run(
 }
 
 fn write(table: &str, id: i64, column: &str, from: Option<String>, to: &str) -> Write {
-    Write { table: table.into(), id, column: column.into(), from, to: to.into() }
+    Write { table: table.into(), id, column: column.into(), from, to: Some(to.into()) }
 }
 
 /// `upload PATH -> HOST` or `refresh TABLE ID COLUMN`, for messages.
