@@ -714,6 +714,20 @@ fn undo_cmd(global: &Global, args: UndoArgs) -> Result<i32> {
     Ok(report.exit_code())
 }
 
+/// Empties the trash whose keep has run out (apply does it too, when it has changes).
+fn purge_expired(paths: &PlexPaths) -> Result<()> {
+    let state = apply::state_dir(paths);
+    if !apply::trash::root(&state).exists() {
+        return Ok(());
+    }
+    let _lock = apply::lock::acquire(&state.join("apply.lock"), "apply")?;
+    let purged = apply::trash::purge(&state, apply::trash::Purge::Expired)?;
+    if !purged.is_empty() {
+        print(&render::apply::purged(&purged))?;
+    }
+    Ok(())
+}
+
 /// `tidyplex purge`.
 fn purge_cmd(global: &Global, args: PurgeArgs) -> Result<i32> {
     use apply::trash::Purge;
@@ -807,6 +821,7 @@ fn apply_cmd(global: &Global, args: ApplyArgs) -> Result<i32> {
     let paths = locate::locate(global.plex_dir.as_deref(), global.db.as_deref())?;
     apply::validate(&paths, &cs)?;
     if cs.is_empty() {
+        purge_expired(&paths)?;
         print("No changes. The library is clean.\n")?;
         return Ok(0);
     }
@@ -882,6 +897,7 @@ fn run_cmd(global: &Global, args: RunArgs) -> Result<i32> {
             );
         }
         if cs.is_empty() {
+            purge_expired(&paths)?;
             print(&format!("Round {round}: no changes. The library is clean.\n"))?;
             let code = if applied { run_maintenance(&spec, &cs, &opts)? } else { 0 };
             return Ok(code.max(if calls_incomplete { 3 } else { 0 }));

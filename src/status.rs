@@ -64,6 +64,8 @@ pub struct Status {
     pub unknown_kept: Usage,
     /// Items of those sections whose images only Plex can bring back (refresh/analyze).
     pub attention: Vec<Attention>,
+    /// What `apply --keep` holds in tidyplex's trash (freed by `purge`).
+    pub trash: crate::apply::trash::Usage,
 }
 
 /// What one bundle step would delete.
@@ -199,7 +201,8 @@ pub fn gather(
     let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
     let ledger = crate::plex::ledger::Ledger::in_state_dir(&crate::apply::state_dir(paths))
         .unwrap_or_default();
-    let attention = attention::find(&input, &ids, &|url| ledger.is_lost(url));
+    // Status knows no plan: a missing file with a known provider URL is for stage 2 to switch.
+    let attention = attention::find(&input, &ids, &|_| true, &|url| ledger.is_lost(url));
     Ok(Status {
         plex_dir: paths.root.clone(),
         db: paths.db.clone(),
@@ -212,6 +215,7 @@ pub fn gather(
         bundles,
         unknown_kept,
         attention,
+        trash: crate::apply::trash::usage(&crate::apply::state_dir(paths)),
     })
 }
 

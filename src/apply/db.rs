@@ -144,11 +144,9 @@ pub fn write(
         let mut pause = Duration::from_millis(50);
         loop {
             let attempt = match strategy {
-                Strategy::PlexSqlite(bin) => {
-                    through_plex_sqlite(&conn, db, bin, batch, &mut |o| {
-                        before_commit(range.clone(), o)
-                    })
-                }
+                Strategy::PlexSqlite(bin) => through_plex_sqlite(&conn, db, bin, batch, &mut |o| {
+                    before_commit(range.clone(), o)
+                }),
                 _ => transaction(&conn, batch, *strategy == Strategy::TriggersAside, &mut |o| {
                     before_commit(range.clone(), o)
                 }),

@@ -78,10 +78,9 @@ impl Trash {
         move_merging(&from, &to, &mut left)?;
         match left.first() {
             None => Ok(()),
-            Some(p) => Err(std::io::Error::other(format!(
-                "{} is in the trash already",
-                p.display()
-            ))),
+            Some(p) => {
+                Err(std::io::Error::other(format!("{} is in the trash already", p.display())))
+            }
         }
     }
 }
@@ -116,17 +115,17 @@ fn same_filesystem(a: &Path, b: &Path) -> Option<bool> {
 /// its place is left where it is and listed in `left`. A symlink is moved as itself.
 fn move_merging(from: &Path, to: &Path, left: &mut Vec<PathBuf>) -> std::io::Result<()> {
     match std::fs::symlink_metadata(to) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match std::fs::rename(from, to) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.symlink_metadata().is_ok() => {
-                    if let Some(parent) = to.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::rename(from, to)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::rename(from, to) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && from.symlink_metadata().is_ok() =>
+            {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
                 }
-                other => other,
+                std::fs::rename(from, to)
             }
-        }
+            other => other,
+        },
         Err(e) => Err(e),
         Ok(there) => {
             let here = std::fs::symlink_metadata(from)?;
@@ -177,8 +176,9 @@ pub fn restore(paths: &PlexPaths, trash: &Trash) -> Result<Restored> {
         }
         let (files, bytes) = count(&from);
         let mut here = Vec::new();
-        move_merging(&from, &into, &mut here)
-            .with_context(|| format!("cannot move {} back to {}", from.display(), into.display()))?;
+        move_merging(&from, &into, &mut here).with_context(|| {
+            format!("cannot move {} back to {}", from.display(), into.display())
+        })?;
         let (kept_files, kept_bytes) = here.iter().fold((0, 0), |(f, b), p| {
             let (cf, cb) = count(p);
             (f + cf, b + cb)

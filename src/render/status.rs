@@ -51,6 +51,17 @@ pub fn status(st: &Status) -> String {
     }
     t.styled_row(vec![("total".into(), DIM), (count(total.files), DIM), (size(total.bytes), DIM)]);
     out.push_str(&t.render(0));
+    let trash = &st.trash;
+    if trash.files > 0 {
+        let _ = writeln!(
+            out,
+            "Trash (apply --keep): {} files ({}) of {} appl{}, kept for `tidyplex undo`; `tidyplex purge` frees them",
+            count(trash.files),
+            size(trash.bytes),
+            count(trash.applies),
+            if trash.applies == 1 { "y" } else { "ies" }
+        );
+    }
 
     if !st.bundles.is_empty() {
         out.push('\n');

@@ -86,10 +86,13 @@ impl Attention {
 }
 
 /// The items of `sections` (movies, shows, seasons, episodes, artists, albums) that need Plex,
-/// one entry per column, by item and column.
+/// one entry per column, by item and column. A missing local image whose provider URL is known
+/// needs Plex only where `switched(section)` is false (below stage 2, where nothing switches
+/// it to that URL: after an undo of files that are gone, say).
 pub fn find(
     input: &Inputs<'_>,
     sections: &[i64],
+    switched: &(dyn Fn(i64) -> bool + Sync),
     lost: &(dyn Fn(&str) -> bool + Sync),
 ) -> Vec<Attention> {
     let lib = input.lib;
@@ -126,7 +129,7 @@ pub fn find(
                             &mut xml,
                             &mut ignored,
                         );
-                        if known.is_some() {
+                        if known.is_some() && item.section_id.is_none_or(switched) {
                             continue; // stage 2 switches it to that URL
                         }
                         (problem, PlexAction::Refresh)

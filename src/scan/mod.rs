@@ -73,7 +73,9 @@ pub fn plan(
     }
     warnings.extend(planned.warnings);
     let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
-    let attention = attention::find(&input, &ids, &|url| ledger.is_lost(url));
+    let switches =
+        |section: i64| plan_spec.sections.iter().any(|s| s.id == section && s.stage >= 2);
+    let attention = attention::find(&input, &ids, &switches, &|url| ledger.is_lost(url));
     if plan_spec.repair {
         let (calls, items) = attention::changes(&attention);
         planned.changes.extend(calls);
