@@ -661,7 +661,7 @@ fn history_cmd(global: &Global, args: HistoryArgs) -> Result<i32> {
                     "finished": a.finished,
                     "changeset": a.changeset,
                     "changes": a.changes,
-                    "urls_written": a.values.len(),
+                    "urls_written": a.urls,
                     "files_removed": a.files,
                     "bytes_removed": a.bytes,
                     "kept_until": a.keep_until.map(|t| humantime::format_rfc3339_seconds(t).to_string()),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-use tidyplex::changeset::{Changeset, Op};
+use tidyplex::changeset::Changeset;
 
 /// The plan a user runs: every stage up to 3, bundles and the cache.
 const FULL: [&str; 6] = ["--stage", "3", "--bundles", "3", "--cache", "all"];
@@ -227,8 +227,8 @@ fn the_trash_is_purged_on_request_and_once_its_keep_has_run_out() {
     let purged: Value = serde_json::from_str(&run(&dir, &["purge", "--all", "--json"], 0)).unwrap();
     assert_eq!(purged["files"], kept);
     assert_eq!(trash_files(&dir), 0);
-    assert_eq!(json(&dir, &["history"])[0]["kept_until"].is_string(), true);
-    assert_eq!(json(&dir, &["history"])[0]["purged"].is_string(), true);
+    assert!(json(&dir, &["history"])[0]["kept_until"].is_string());
+    assert!(json(&dir, &["history"])[0]["purged"].is_string());
     let undone = undo(&dir, &[], 3);
     assert_eq!(undone["files_gone"], kept);
     assert_eq!(image_columns(&dir), columns);

@@ -205,8 +205,12 @@ pub struct Applied {
     /// With `--keep`: until when its trash is kept.
     pub keep_until: Option<SystemTime>,
     /// The DB values it replaced (those recorded; a batch that did not commit is among them
-    /// and holds its old value).
+    /// and holds its old value). Empty when read by [`read_head`].
     pub values: Vec<Value>,
+    /// How many values it recorded.
+    pub urls: u64,
+    /// How many of them are refreshed links (not put back by undo).
+    pub refreshes: u64,
     /// Whether its DB writes committed.
     pub db_done: bool,
     /// When it finished, if it did.
@@ -228,15 +232,44 @@ impl Applied {
     pub fn restorable(&self) -> impl Iterator<Item = &Value> {
         self.values.iter().filter(|v| v.kind != Kind::Refresh)
     }
+
+    /// Whether it recorded values undo would put back.
+    pub fn has_restorable(&self) -> bool {
+        self.urls > self.refreshes
+    }
 }
 
 /// Reads the journal of apply `id`; unreadable lines (a torn last line) are skipped.
 pub fn read(state: &Path, id: u64) -> Result<Applied> {
+    read_lines(state, id, true)
+}
+
+/// [`read`] without the DB values (`values` stays empty): what `history`, `purge` and the
+/// interrupted-apply note need, without parsing a large apply's values.
+pub fn read_head(state: &Path, id: u64) -> Result<Applied> {
+    read_lines(state, id, false)
+}
+
+fn read_lines(state: &Path, id: u64, with_values: bool) -> Result<Applied> {
+    const VALUES: &str = "{\"event\":\"values\"";
     let path = dir(state).join(format!("{id}.jsonl"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the journal {}", path.display()))?;
     let mut out = Applied { id, ..Applied::default() };
-    for event in text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok()) {
+    let mut events = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(VALUES) && line.ends_with('}') {
+            // Counted without parsing: a `"` inside a value is escaped, so only the fields
+            // themselves read `"kind":"`.
+            out.urls += line.matches("\"kind\":\"").count() as u64;
+            out.refreshes += line.matches("\"kind\":\"refresh\"").count() as u64;
+            if !with_values {
+                continue;
+            }
+        }
+        events.extend(serde_json::from_str::<Event>(line).ok());
+    }
+    for event in events {
         match event {
             Event::Started { at, changeset, changes, keep_until } => {
                 out.at = at;
@@ -259,15 +292,15 @@ pub fn read(state: &Path, id: u64) -> Result<Applied> {
     Ok(out)
 }
 
-/// Every apply, oldest first.
+/// Every apply, oldest first, without their DB values ([`read_head`]).
 pub fn list(state: &Path) -> Result<Vec<Applied>> {
-    ids(state)?.into_iter().map(|id| read(state, id)).collect()
+    ids(state)?.into_iter().map(|id| read_head(state, id)).collect()
 }
 
 /// A description of the newest apply when it did not finish.
 pub fn interrupted(state: &Path) -> Option<String> {
     let last = *ids(state).ok()?.last()?;
-    let a = read(state, last).ok()?;
+    let a = read_head(state, last).ok()?;
     if a.finished.is_some() || a.at.is_empty() {
         return None;
     }
@@ -330,6 +363,9 @@ mod tests {
         let a = read(state, 1).unwrap();
         assert_eq!(a.values.len(), 2);
         assert_eq!(a.restorable().count(), 1);
+        let head = read_head(state, 1).unwrap();
+        assert!(head.values.is_empty() && head.has_restorable());
+        assert_eq!((head.urls, head.refreshes), (2, 1));
         assert_eq!(a.keep_until, Some(keep));
         assert!(a.undo_started && a.undone.is_none());
         assert_eq!((a.files, a.bytes), (1, 10));

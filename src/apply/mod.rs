@@ -107,9 +107,9 @@ pub struct Report {
     pub links_refreshed: u64,
     /// Links the host gave back unchanged (not re-signed yet): nothing was written for them.
     pub links_unchanged: Vec<String>,
-    /// Files deleted.
+    /// Files deleted (with `--keep`: moved into the trash).
     pub files_deleted: u64,
-    /// Bytes freed.
+    /// Bytes freed (with `--keep`: moved into the trash, freed when it is purged).
     pub bytes_freed: u64,
     /// The DB backup taken before the first write.
     pub backup: Option<PathBuf>,

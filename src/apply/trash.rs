@@ -296,11 +296,12 @@ impl Purged {
 pub fn purge(state: &Path, which: Purge) -> Result<Purged> {
     let now = SystemTime::now();
     let mut out = Purged::default();
-    for applied in journal::list(state)? {
-        let trash = Trash::of(state, applied.id);
+    for id in journal::ids(state)? {
+        let trash = Trash::of(state, id);
         if !trash.dir.exists() {
             continue;
         }
+        let applied = journal::read_head(state, id)?;
         let started = humantime::parse_rfc3339(&applied.at).unwrap_or(now);
         let due = match which {
             Purge::All => true,

@@ -31,13 +31,16 @@ pub fn report(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{GOOD}Applied {} change{}{GOOD:#}: {} file{} {}, {} freed; {} already done.",
+        "{GOOD}Applied {} change{}{GOOD:#}: {} file{} {}; {} already done.",
         count(r.applied),
         if r.applied == 1 { "" } else { "s" },
         count(r.files_deleted),
         if r.files_deleted == 1 { "" } else { "s" },
-        if r.kept_until.is_some() { "moved into the trash" } else { "deleted" },
-        size(r.bytes_freed),
+        match r.kept_until {
+            Some(_) =>
+                format!("moved into the trash ({}, freed when it is purged)", size(r.bytes_freed)),
+            None => format!("deleted, {} freed", size(r.bytes_freed)),
+        },
         count(r.already),
     );
     if let (Some(id), true) = (r.id, r.applied > 0) {
@@ -161,7 +164,7 @@ pub fn history(list: &[Applied], trash: &[(u64, u64, u64)]) -> String {
             (a.id.to_string(), Style::new()),
             (a.at.clone(), Style::new()),
             (a.changeset.clone(), Style::new()),
-            (count(a.values.len() as u64), Style::new()),
+            (count(a.urls), Style::new()),
             (count(a.files), Style::new()),
             (size(a.bytes), Style::new()),
             (
@@ -180,7 +183,7 @@ pub fn history(list: &[Applied], trash: &[(u64, u64, u64)]) -> String {
 
 /// `undoable`, `undone`, `undo unfinished`, `columns only` or `nothing to undo`.
 pub fn undo_state(a: &Applied, files_in_trash: u64) -> &'static str {
-    let columns = a.restorable().next().is_some();
+    let columns = a.has_restorable();
     match (a.undone.is_some(), a.undo_started) {
         (true, _) => "undone",
         (false, true) => "undo unfinished",
