@@ -61,12 +61,7 @@ pub struct Limits {
     pub lock_wait: Duration,
 }
 
-/// Whether stock SQLite can UPDATE `table`'s image columns without setting triggers aside:
-/// the read-only probe of design.md §4.5 (nothing is executed).
-pub fn writable_directly(conn: &Connection, table: &str) -> bool {
-    let Some(col) = columns::of_table(table).first() else { return false };
-    conn.prepare(&format!("EXPLAIN UPDATE \"{table}\" SET \"{col}\" = \"{col}\" WHERE 0")).is_ok()
-}
+pub use crate::plex::db::writable_directly;
 
 /// The usual places of Plex's SQLite binary (plex-internals §1.1).
 pub fn plex_sqlite_candidates() -> Vec<PathBuf> {

@@ -115,9 +115,10 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the journal of a new apply, numbered one past the newest. Call under the lock.
+    /// Starts the journal of a new apply numbered `id` ([`next_id`], taken under the lock).
     pub fn begin(
         state: &Path,
+        id: u64,
         changeset: &str,
         changes: usize,
         keep_until: Option<SystemTime>,
@@ -125,7 +126,6 @@ impl Journal {
         let dir = dir(state);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the journal folder {}", dir.display()))?;
-        let id = ids(state)?.last().copied().unwrap_or(0) + 1;
         let journal = Journal { path: dir.join(format!("{id}.jsonl")), id };
         std::fs::write(&journal.path, "")
             .with_context(|| format!("cannot write the journal {}", journal.path.display()))?;
@@ -173,6 +173,20 @@ impl Journal {
             .with_context(|| format!("cannot write the journal {}", self.path.display()))?;
         Ok(())
     }
+}
+
+/// The id the next apply gets: one past the newest journal, and past any trash folder left
+/// by an apply whose journal was removed by hand (so two applies never share a trash).
+pub fn next_id(state: &Path) -> Result<u64> {
+    let journals = ids(state)?.last().copied().unwrap_or(0);
+    let trashes = std::fs::read_dir(super::trash::root(state))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok(journals.max(trashes) + 1)
 }
 
 /// The ids of every journal, oldest first.
@@ -326,15 +340,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path();
         assert_eq!(interrupted(state), None);
-        let j = Journal::begin(state, "plan.yaml", 3, None).unwrap();
+        let j = Journal::begin(state, next_id(state).unwrap(), "plan.yaml", 3, None).unwrap();
         assert_eq!(j.id, 1);
         j.db_done(2).unwrap();
         let msg = interrupted(state).unwrap();
         assert!(msg.contains("plan.yaml") && msg.contains("after its database writes"), "{msg}");
         j.finish(4, 40).unwrap();
         assert_eq!(interrupted(state), None);
-        let next = Journal::begin(state, "again.yaml", 1, None).unwrap();
-        assert_eq!(next.id, 2);
+        std::fs::create_dir_all(state.join("trash/7")).unwrap();
+        let next = Journal::begin(state, next_id(state).unwrap(), "again.yaml", 1, None).unwrap();
+        assert_eq!(next.id, 8, "past a trash folder whose journal is gone");
     }
 
     #[test]
@@ -342,7 +357,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path();
         let keep = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
-        let j = Journal::begin(state, "p.yaml", 2, Some(keep)).unwrap();
+        let j = Journal::begin(state, 1, "p.yaml", 2, Some(keep)).unwrap();
         let v = |kind| Value {
             table: "metadata_items".into(),
             id: 7,

@@ -276,14 +276,14 @@ pub fn apply(
     let state = state_dir(paths);
     let _lock = lock::acquire(&state.join("apply.lock"), "apply")?;
     let previous_interrupted = journal::interrupted(&state);
-    let next = journal::ids(&state)?.last().copied().unwrap_or(0) + 1;
+    let next = journal::next_id(&state)?;
     let kept = match opts.keep {
         Some(_) => Some(trash::Trash::prepare(paths, &state, next, cs)?),
         None => None,
     };
     let purged = trash::purge(&state, trash::Purge::Expired)?;
     let keep_until = opts.keep.map(|d| std::time::SystemTime::now() + d);
-    let journal = journal::Journal::begin(&state, source, cs.changes.len(), keep_until)?;
+    let journal = journal::Journal::begin(&state, next, source, cs.changes.len(), keep_until)?;
     let mut report = Report {
         id: Some(journal.id),
         kept_until: keep_until.map(|t| humantime::format_rfc3339_seconds(t).to_string()),

@@ -173,15 +173,20 @@ impl Db {
     /// Whether stock SQLite can write `metadata_items` image columns (the probe of design.md
     /// §4.5): true on Plex 1.43+, a stripped DB, or one whose FTS tables are plain (pre-ICU).
     pub fn columns_writable(&self) -> bool {
-        self.conn
-            .prepare("EXPLAIN UPDATE metadata_items SET user_thumb_url=user_thumb_url WHERE 0")
-            .is_ok()
+        writable_directly(&self.conn, "metadata_items")
     }
 
     /// Whether `tags` image columns can be written with stock SQLite (same probe on `tags`).
     pub fn tags_writable(&self) -> bool {
-        self.conn.prepare("EXPLAIN UPDATE tags SET user_thumb_url=user_thumb_url WHERE 0").is_ok()
+        writable_directly(&self.conn, "tags")
     }
+}
+
+/// Whether stock SQLite can UPDATE `table`'s image columns without setting triggers aside:
+/// the read-only probe of design.md §4.5 (the statement is prepared, never run).
+pub fn writable_directly(conn: &Connection, table: &str) -> bool {
+    let Some(col) = columns::of_table(table).first() else { return false };
+    conn.prepare(&format!("EXPLAIN UPDATE \"{table}\" SET \"{col}\" = \"{col}\" WHERE 0")).is_ok()
 }
 
 /// The form of the `metadata_items` update triggers declared by `sqls`: broad when any fires
