@@ -3,31 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-use tidyplex::changeset::{Changeset, Op};
-
-/// Plans `args` into `tmp/name` and returns the file and the changeset.
-fn plan_to(tmp: &Path, dir: &Path, name: &str, args: &[&str]) -> (PathBuf, Changeset) {
-    let file = tmp.join(name);
-    let mut all = vec!["plan", "-o", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(dir, &all, 0);
-    let cs = Changeset::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    (file, cs)
-}
-
-/// `apply FILE --yes --json EXTRA…`, asserting the exit code; returns the report.
-fn apply(dir: &Path, file: &Path, extra: &[&str], code: i32) -> Value {
-    let mut args = vec!["apply", file.to_str().unwrap(), "--yes", "--json"];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&run(dir, &args, code)).unwrap()
-}
+use tidyplex::changeset::Op;
 
 fn ro(dir: &Path) -> Connection {
     Connection::open_with_flags(db_path(dir), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
@@ -122,7 +105,7 @@ fn cycle(extra: &[&str], strategy: &str, format1: bool) {
     }
     let shown = run(&dir, &["show", file.to_str().unwrap()], 0);
     assert!(shown.contains(&format!("{} URL", cs.summary.urls)), "{shown}");
-    let report = apply(&dir, &file, &[], 0);
+    let report = apply_json(&dir, &file, &[], 0);
     assert_eq!(report["strategy"], strategy);
     assert_eq!(report["applied"], cs.changes.len() as u64, "{report}");
     assert_eq!(report["bytes_freed"], cs.summary.bytes);
@@ -146,7 +129,7 @@ fn cycle(extra: &[&str], strategy: &str, format1: bool) {
     let again = run(&dir, &["plan", "--stage", "3"], 0);
     assert!(again.starts_with("No changes. The library is clean."), "{again}");
     // Idempotent: the same changeset again changes nothing.
-    let report = apply(&dir, &file, &[], 0);
+    let report = apply_json(&dir, &file, &[], 0);
     assert_eq!(report["applied"], 0);
     assert_eq!(report["already"], cs.changes.len() as u64);
 }
@@ -202,7 +185,7 @@ fn a_file_referenced_since_planning_is_kept() {
             (format!("metadata://posters/{name}"), item),
         )
         .unwrap();
-    let report = apply(&dir, &file, &[], 3);
+    let report = apply_json(&dir, &file, &[], 3);
     assert!(dir.join(&path).exists(), "a referenced file is never deleted");
     assert_eq!(report["referenced"][0], path.as_str());
 }
@@ -255,7 +238,7 @@ fn drift_is_skipped_and_strict_refuses_everything() {
         db_before
     );
 
-    let report = apply(&dir, &file, &[], 3);
+    let report = apply_json(&dir, &file, &[], 3);
     assert_eq!(
         column(&dir, s.id, &s.column).as_deref(),
         Some("https://example.com/mine.jpg"),
@@ -369,7 +352,7 @@ fn deletion_never_follows_symlinks() {
     std::os::unix::fs::symlink(&precious, posters.join("link-out")).unwrap();
     let (file, cs) = plan_to(tmp.path(), &dir, "out.yaml", &["--stage", "1", "--section", "1"]);
     assert!(!cs.to_yaml().contains(&bundle), "a bundle with a link out of the plex dir is planned");
-    apply(&dir, &file, &[], 0);
+    apply_json(&dir, &file, &[], 0);
     assert!(posters.join("link-out").symlink_metadata().is_ok());
     assert_eq!(std::fs::read(&precious).unwrap(), b"not Plex's");
     // An unused link to Preferences.xml goes; Preferences.xml stays.
@@ -378,7 +361,7 @@ fn deletion_never_follows_symlinks() {
     let prefs = std::fs::read(dir.join("Preferences.xml")).unwrap();
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "1", "--section", "1"]);
     assert!(cs.to_yaml().contains("com.plexapp.agents.imdb/posters"));
-    apply(&dir, &file, &[], 0);
+    apply_json(&dir, &file, &[], 0);
     assert!(posters.join("link-prefs").symlink_metadata().is_err(), "the link is gone");
     assert_eq!(std::fs::read(dir.join("Preferences.xml")).unwrap(), prefs, "its target is not");
 }
@@ -401,7 +384,7 @@ fn a_locked_db_defers_and_deletes_nothing_it_frees() {
     let holder = rw(&dir);
     holder.execute_batch("BEGIN IMMEDIATE; UPDATE taggings SET id = id WHERE 0;").unwrap();
     let started = Instant::now();
-    let report = apply(&dir, &file, &["--lock-wait", "1"], 3);
+    let report = apply_json(&dir, &file, &["--lock-wait", "1"], 3);
     assert!(started.elapsed() < Duration::from_secs(20));
     holder.execute_batch("ROLLBACK").unwrap();
     assert_eq!(report["deferred"].as_array().unwrap().len() as u64, cs.summary.urls);
@@ -422,7 +405,7 @@ fn a_locked_db_defers_and_deletes_nothing_it_frees() {
     assert_sound(&dir);
     // Once Plex lets go, a new round finishes the job.
     let (file, _) = plan_to(tmp.path(), &dir, "again.yaml", &["--stage", "2"]);
-    apply(&dir, &file, &[], 0);
+    apply_json(&dir, &file, &[], 0);
     assert!(run(&dir, &["plan", "--stage", "2"], 0).starts_with("No changes."));
 }
 
@@ -451,7 +434,7 @@ fn a_crash_between_db_commit_and_deletion_is_finished_by_the_next_run() {
     let (_, next) = plan_to(tmp.path(), &dir, "next.yaml", &["--stage", "2"]);
     assert_eq!(next.summary.urls, 0);
     assert_eq!(next.summary.files, cs.summary.files);
-    let report = apply(&dir, &file, &[], 0);
+    let report = apply_json(&dir, &file, &[], 0);
     assert!(report["previous_interrupted"].as_str().unwrap().contains("after its database writes"));
     assert!(run(&dir, &["plan", "--stage", "2"], 0).starts_with("No changes."));
 }

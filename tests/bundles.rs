@@ -11,14 +11,6 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use tidyplex::changeset::{Changeset, Op};
 
-fn plan_to(tmp: &Path, dir: &Path, name: &str, args: &[&str]) -> (std::path::PathBuf, Changeset) {
-    let file = tmp.join(name);
-    let mut all = vec!["plan", "-o", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(dir, &all, 0);
-    (file.clone(), Changeset::parse(&std::fs::read_to_string(&file).unwrap()).unwrap())
-}
-
 fn apply(dir: &Path, file: &Path) -> Value {
     serde_json::from_str(&run(dir, &["apply", file.to_str().unwrap(), "--yes", "--json"], 0))
         .unwrap()

@@ -5,32 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-use tidyplex::changeset::Changeset;
 
 /// The plan a user runs: every stage up to 3, bundles and the cache.
 const FULL: [&str; 6] = ["--stage", "3", "--bundles", "3", "--cache", "all"];
-
-fn plan_to(tmp: &Path, dir: &Path, name: &str, args: &[&str]) -> (PathBuf, Changeset) {
-    let file = tmp.join(name);
-    let mut all = vec!["plan", "-o", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(dir, &all, 0);
-    let cs = Changeset::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    (file, cs)
-}
-
-fn apply(dir: &Path, file: &Path, extra: &[&str], code: i32) -> Value {
-    let mut args = vec!["apply", file.to_str().unwrap(), "--yes", "--json"];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&run(dir, &args, code)).unwrap()
-}
 
 fn undo(dir: &Path, extra: &[&str], code: i32) -> Value {
     let mut args = vec!["undo", "--yes", "--json"];
@@ -101,7 +85,7 @@ fn round_trip(extra: &[&str], strategy: &str) {
     let (columns, files) = (image_columns(&dir), tree(&dir));
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &FULL);
     assert!(cs.summary.urls > 0 && cs.summary.files > 0);
-    let report = apply(&dir, &file, &["--keep", "7d"], 0);
+    let report = apply_json(&dir, &file, &["--keep", "7d"], 0);
     assert_eq!(report["strategy"], strategy);
     assert_eq!(report["id"], 1);
     assert!(report["kept_until"].is_string(), "{report}");
@@ -147,7 +131,7 @@ fn undo_gives_back_columns_and_files_on_a_broad_db() {
 fn undo_leaves_alone_what_changed_since() {
     let (tmp, dir, _) = fixture(&[]);
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
-    apply(&dir, &file, &["--keep", "7d"], 0);
+    apply_json(&dir, &file, &["--keep", "7d"], 0);
     // Since the apply: the user picked another poster for one switched column, and Plex
     // downloaded a file again at the path of one that went.
     let switched = cs.changes.iter().find_map(|c| c.set_url.as_ref()).unwrap();
@@ -195,7 +179,7 @@ fn without_keep_undo_puts_the_columns_back_and_names_the_files_gone() {
     let (tmp, dir, _) = fixture(&[]);
     let columns = image_columns(&dir);
     let (file, cs) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
-    let report = apply(&dir, &file, &[], 0);
+    let report = apply_json(&dir, &file, &[], 0);
     assert!(report["kept_until"].is_null());
     let text = run(&dir, &["undo", "--yes"], 3);
     assert!(text.contains("gone") && text.contains("plan --repair"), "{text}");
@@ -213,7 +197,7 @@ fn the_trash_is_purged_on_request_and_once_its_keep_has_run_out() {
     let (tmp, dir, _) = fixture(&[]);
     let columns = image_columns(&dir);
     let (file, _) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
-    let report = apply(&dir, &file, &["--keep", "7d"], 0);
+    let report = apply_json(&dir, &file, &["--keep", "7d"], 0);
     let kept = report["files_deleted"].as_u64().unwrap();
     assert!(kept > 0);
     // Nothing is due yet.
@@ -236,7 +220,7 @@ fn the_trash_is_purged_on_request_and_once_its_keep_has_run_out() {
     // A keep that has run out is purged by the next apply, even one with nothing to do.
     let (tmp2, dir2, _) = fixture(&[]);
     let (file2, _) = plan_to(tmp2.path(), &dir2, "plan.yaml", &["--stage", "2"]);
-    apply(&dir2, &file2, &["--keep", "1s"], 0);
+    apply_json(&dir2, &file2, &["--keep", "1s"], 0);
     assert!(trash_files(&dir2) > 0);
     std::thread::sleep(Duration::from_millis(1500));
     let (empty, cs) = plan_to(tmp2.path(), &dir2, "next.yaml", &["--stage", "2"]);
@@ -251,7 +235,7 @@ fn an_interrupted_undo_is_finished_by_the_next() {
     let (tmp, dir, _) = fixture(&[]);
     let (columns, files) = (image_columns(&dir), tree(&dir));
     let (file, _) = plan_to(tmp.path(), &dir, "plan.yaml", &FULL);
-    apply(&dir, &file, &["--keep", "7d"], 0);
+    apply_json(&dir, &file, &["--keep", "7d"], 0);
     let out = tidyplex()
         .args(["--plex-dir", dir.to_str().unwrap(), "undo", "--yes"])
         .env("TIDYPLEX_FAULT", "undo-after-files")
@@ -271,7 +255,7 @@ fn an_interrupted_undo_is_finished_by_the_next() {
 fn undo_is_refused_while_an_apply_runs() {
     let (tmp, dir, _) = fixture(&[]);
     let (file, _) = plan_to(tmp.path(), &dir, "plan.yaml", &["--stage", "2"]);
-    apply(&dir, &file, &["--keep", "7d"], 0);
+    apply_json(&dir, &file, &["--keep", "7d"], 0);
     let (file2, _) = plan_to(tmp.path(), &dir, "next.yaml", &FULL);
     let pause = tmp.path().join("paused");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))

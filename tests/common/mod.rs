@@ -60,6 +60,28 @@ pub fn fixture(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Value) {
     (tmp, dir, report)
 }
 
+/// Plans `args` into `tmp/name`; returns the file and the changeset.
+pub fn plan_to(
+    tmp: &Path,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> (PathBuf, tidyplex::changeset::Changeset) {
+    let file = tmp.join(name);
+    let mut all = vec!["plan", "-o", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(dir, &all, 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    (file, tidyplex::changeset::Changeset::parse(&text).unwrap())
+}
+
+/// `apply FILE --yes --json EXTRA…`, asserting the exit code; returns the report.
+pub fn apply_json(dir: &Path, file: &Path, extra: &[&str], code: i32) -> Value {
+    let mut args = vec!["apply", file.to_str().unwrap(), "--yes", "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&run(dir, &args, code)).unwrap()
+}
+
 /// Runs a command with `--json` and parses stdout.
 pub fn json(dir: &Path, args: &[&str]) -> Value {
     let mut args = args.to_vec();
