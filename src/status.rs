@@ -1,7 +1,7 @@
 //! What `status` and `sections` report: disk use per area and how far each section is from
 //! clean. Gathering only; [`crate::render::status`] draws it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -14,8 +14,9 @@ use crate::plex::model::{types, Library, Section};
 use crate::plex::{ColumnCounts, ImageUrl, TriggerForm};
 use crate::scan::attention::{self, Attention};
 use crate::scan::library::Inputs;
-use crate::scan::usage::{self, Usage};
-use crate::scan::{bundles, refs};
+use crate::scan::pass::{self, Job};
+use crate::scan::usage::Usage;
+use crate::scan::{bundles, cache, refs};
 
 /// One section with the states of its items' image columns.
 #[derive(Debug, Clone, Serialize)]
@@ -156,35 +157,78 @@ pub fn areas(paths: &PlexPaths) -> Result<Vec<(String, PathBuf)>> {
     Ok(areas)
 }
 
-/// Measures every area (see [`areas`]); `tick` gets a running count of files seen.
+/// Measures every area (see [`areas`]) in one parallel pass; `tick` gets a running count of
+/// files seen.
 pub fn usage(paths: &PlexPaths, tick: &(dyn Fn(u64) + Sync)) -> Result<BTreeMap<String, Usage>> {
-    let mut out = BTreeMap::new();
-    let mut done = 0;
-    for (name, dir) in areas(paths)? {
-        let u = usage::measure(&dir, &|n| tick(done + n))?;
-        done += u.files;
-        out.insert(name, u);
-    }
-    let loose = loose_files(&paths.root.join("Metadata"))?;
-    if loose.files > 0 {
-        out.insert("Metadata".to_string(), loose);
-    }
-    Ok(out)
+    let mut jobs = measure_jobs(&paths.root, &HashSet::new())?;
+    jobs.extend(cache::jobs(&paths.photo_transcoder)?);
+    let found = pass::run(&paths.root, &jobs, &refs::InUse::default(), true, tick);
+    finish_usage(paths, found.usage, &found.errors)
 }
 
-fn loose_files(dir: &Path) -> Result<Usage> {
-    let mut u = Usage::default();
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(u) };
+/// Every area listed (empty ones too), or the first folder that could not be read.
+fn finish_usage(
+    paths: &PlexPaths,
+    mut usage: BTreeMap<String, Usage>,
+    errors: &[String],
+) -> Result<BTreeMap<String, Usage>> {
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    for (name, _) in areas(paths)? {
+        usage.entry(name).or_default();
+    }
+    if usage.get("Metadata").is_some_and(|u| u.files == 0) {
+        usage.remove("Metadata");
+    }
+    Ok(usage)
+}
+
+/// Jobs that measure everything under `Metadata` and `Media` that `covered` (folders other
+/// jobs read whole) leaves out: the files at each level above the bundles, and every folder
+/// at bundle level.
+fn measure_jobs(root: &Path, covered: &HashSet<String>) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    // Metadata/<Kind>/<prefix>/<bundle>, Media/localhost/<prefix>/<bundle>.
+    partition(root, "Metadata", 3, covered, &mut jobs)?;
+    partition(root, "Media", 3, covered, &mut jobs)?;
+    Ok(jobs)
+}
+
+/// Measure jobs for `rel`: its own files, and its subfolders `levels` deep, split further.
+fn partition(
+    root: &Path,
+    rel: &str,
+    levels: usize,
+    covered: &HashSet<String>,
+    jobs: &mut Vec<Job>,
+) -> Result<()> {
+    if covered.contains(rel) {
+        return Ok(());
+    }
+    if levels == 0 {
+        jobs.push(Job::Measure { rel: rel.to_string(), shallow: false });
+        return Ok(());
+    }
+    let dir = root.join(rel);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    jobs.push(Job::Measure { rel: rel.to_string(), shallow: true });
+    let mut subs = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let meta =
-            entry.metadata().with_context(|| format!("cannot read {}", entry.path().display()))?;
-        if !meta.is_dir() {
-            u.files += 1;
-            u.bytes += if meta.is_file() { meta.len() } else { 0 };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            subs.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
-    Ok(u)
+    subs.sort();
+    for sub in subs {
+        partition(root, &format!("{rel}/{sub}"), levels - 1, covered, jobs)?;
+    }
+    Ok(())
 }
 
 /// Gathers the whole status.
@@ -197,7 +241,7 @@ pub fn gather(
     let lib = Library::read(db)?;
     let sections = select(sections(db, &lib), wanted)?;
     let input = Inputs::read(&paths.root, db, &lib)?;
-    let (bundles, unknown_kept) = bundle_figures(&input)?;
+    let (bundles, unknown_kept, usage) = walk(paths, &input, tick)?;
     let ids: Vec<i64> = sections.iter().map(|s| s.id).collect();
     let ledger = crate::plex::ledger::Ledger::in_state_dir(&crate::apply::state_dir(paths))
         .unwrap_or_default();
@@ -210,7 +254,7 @@ pub fn gather(
         columns_writable: db.columns_writable(),
         tags_writable: db.tags_writable(),
         image_columns: db.schema.metadata_items.clone(),
-        usage: usage(paths, tick)?,
+        usage,
         sections,
         bundles,
         unknown_kept,
@@ -219,15 +263,26 @@ pub fn gather(
     })
 }
 
-/// Plans bundle step 3 (read-only) and sums each step's share; also what the walk kept as
-/// unknown.
-fn bundle_figures(input: &Inputs<'_>) -> Result<(Vec<StepFigure>, Usage)> {
+/// One pass over everything: bundle step 3 planned (read-only) with each step's share summed,
+/// what it kept as unknown, and every area's disk use.
+fn walk(
+    paths: &PlexPaths,
+    input: &Inputs<'_>,
+    tick: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<StepFigure>, Usage, BTreeMap<String, Usage>)> {
     let all = refs::collect(input.db, input.lib, &input.tags);
     let in_use = refs::InUse::build(input.root, &all, |_| false);
-    let planned = bundles::plan(input, 3, &[], &in_use, &Default::default())?;
+    drop(all);
+    let mut warnings = Vec::new();
+    let mut jobs = bundles::jobs(input, 3, &[], &HashSet::new(), &mut warnings)?;
+    let covered: HashSet<String> = jobs.iter().map(|j| j.folder().to_string()).collect();
+    jobs.extend(measure_jobs(&paths.root, &covered)?);
+    jobs.extend(cache::jobs(&paths.photo_transcoder)?);
+    let found = pass::run(&paths.root, &jobs, &in_use, true, tick);
+    let usage = finish_usage(paths, found.usage, &found.errors)?;
     let mut figures: Vec<StepFigure> =
         (1..=3).map(|step| StepFigure { step, ..StepFigure::default() }).collect();
-    for (step, change) in planned.changes {
+    for (step, change) in found.changes {
         let f = &mut figures[usize::from(step) - 1];
         f.entries += 1;
         match change.op() {
@@ -242,5 +297,5 @@ fn bundle_figures(input: &Inputs<'_>) -> Result<(Vec<StepFigure>, Usage)> {
             _ => {}
         }
     }
-    Ok((figures, planned.unknown))
+    Ok((figures, found.unknown, usage))
 }

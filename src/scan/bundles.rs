@@ -10,16 +10,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use anyhow::Result;
-use rayon::prelude::*;
-
-use super::library::{self, Inputs};
+use super::library::Inputs;
+use super::pass::{self, Job};
 use super::refs::InUse;
-use super::tree;
 use super::usage::Usage;
 use crate::changeset::Change;
 use crate::plex::bundle::{self, Kind};
 use crate::plex::model::types;
+use anyhow::Result;
 
 /// Bundle folders Plex makes for libraries tidyplex does not clean (photos).
 const UNCLEANED_KINDS: [&str; 1] = ["Photos"];
@@ -35,8 +33,7 @@ pub struct BundlePlan {
     pub unknown: Usage,
 }
 
-/// Plans bundle cleanup up to `step`. Step 3 covers live bundles of the items of `sections`
-/// (all when empty) except `skip` (owners the library stages already walked), judged by `in_use`.
+/// Plans bundle cleanup up to `step`: [`jobs`] read by one [`pass`].
 pub fn plan(
     input: &Inputs<'_>,
     step: u8,
@@ -44,8 +41,28 @@ pub fn plan(
     in_use: &InUse,
     skip: &HashSet<i64>,
 ) -> Result<BundlePlan> {
-    let lib = input.lib;
     let mut out = BundlePlan::default();
+    let jobs = jobs(input, step, sections, skip, &mut out.warnings)?;
+    let found = pass::run(input.root, &jobs, in_use, false, &|_| {});
+    out.changes = found.changes;
+    out.unknown = found.unknown;
+    out.warnings.extend(found.warnings);
+    Ok(out)
+}
+
+/// The folders bundle cleanup up to `step` reads: orphan bundles (step 1) and season and
+/// episode bundles (step 2), deleted whole; at step 3 also the live bundles of the items of
+/// `sections` (all when empty), except those of `skip` (owners the library stages read
+/// already). Bundle folders left alone are reported in `warnings`.
+pub fn jobs(
+    input: &Inputs<'_>,
+    step: u8,
+    sections: &[i64],
+    skip: &HashSet<i64>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Job>> {
+    let lib = input.lib;
+    let mut jobs = Vec::new();
     // Hash → the metadata types that have it.
     let mut types_of: HashMap<&str, Vec<i64>> = HashMap::new();
     for item in &lib.items {
@@ -63,15 +80,12 @@ pub fn plan(
                 let is_dir = kind.file_type().is_ok_and(|t| t.is_dir());
                 match Kind::from_folder(&name) {
                     Some(k) if is_dir => roots.push((format!("Metadata/{name}"), Some(k))),
-                    _ if is_dir && UNCLEANED_KINDS.contains(&name.as_str()) => {
-                        out.warnings.push(format!(
-                            "left alone: Metadata/{name} holds Plex's {} bundles, which tidyplex does not clean",
-                            name.to_lowercase()
-                        ))
-                    }
-                    _ => out.warnings.push(format!(
-                        "left alone: Metadata/{name} is not a bundle folder Plex makes"
+                    _ if is_dir && UNCLEANED_KINDS.contains(&name.as_str()) => warnings.push(format!(
+                        "left alone: Metadata/{name} holds Plex's {} bundles, which tidyplex does not clean",
+                        name.to_lowercase()
                     )),
+                    _ => warnings
+                        .push(format!("left alone: Metadata/{name} is not a bundle folder Plex makes")),
                 }
             }
         }
@@ -82,7 +96,7 @@ pub fn plan(
     roots.sort();
 
     for (root, kind) in &roots {
-        for (rel, hash) in bundles_in(input.root, root, &mut out.warnings) {
+        for (rel, hash) in bundles_in(input.root, root, warnings) {
             let verdict = match kind {
                 None => (!parts.contains(hash.as_str())).then_some(1),
                 Some(kind) => match types_of.get(hash.as_str()) {
@@ -96,39 +110,28 @@ pub fn plan(
                     Some(_) => None,
                 },
             };
-            if let Some(s) = verdict.filter(|s| *s <= step) {
-                match whole(input.root, &rel) {
-                    Ok(change) => out.changes.push((s, change)),
-                    Err(e) => out.warnings.push(format!("left alone: {rel}: {e:#}")),
-                }
+            if let Some(tag) = verdict.filter(|s| *s <= step) {
+                jobs.push(Job::Whole { path: rel, tag });
             }
         }
     }
 
     if step >= 3 {
-        let owners: Vec<_> = lib
-            .items
-            .iter()
-            .filter(|i| !skip.contains(&i.id))
-            .filter(|i| sections.is_empty() || i.section_id.is_some_and(|s| sections.contains(&s)))
-            .filter(|i| lib.bundle_owner(i).is_some_and(|o| o.id == i.id))
-            .filter_map(|i| Some((i.id, lib.bundle_of(i)?)))
-            .collect();
-        let found: Vec<Result<library::Findings, String>> = owners
-            .par_iter()
-            .map(|(id, b)| library::unused_in_bundle(input.root, b, *id, in_use, true))
-            .collect();
-        for result in found {
-            match result {
-                Ok(found) => {
-                    out.changes.extend(found.changes.into_iter().map(|c| (3, c)));
-                    out.unknown.merge(&found.unknown);
-                }
-                Err(warning) => out.warnings.push(warning),
-            }
-        }
+        jobs.extend(
+            lib.items
+                .iter()
+                .filter(|i| !skip.contains(&i.id))
+                .filter(|i| {
+                    sections.is_empty() || i.section_id.is_some_and(|s| sections.contains(&s))
+                })
+                .filter(|i| lib.bundle_owner(i).is_some_and(|o| o.id == i.id))
+                .filter_map(|i| {
+                    let bundle = lib.bundle_of(i)?;
+                    Some(Job::Live { owner: i.id, bundle, empty_dirs: true, tag: 3 })
+                }),
+        );
     }
-    Ok(out)
+    Ok(jobs)
 }
 
 /// The bundle folders `<root>/<prefix>/<name>.bundle` and their hashes; anything else is
@@ -160,10 +163,4 @@ fn bundles_in(plex: &Path, root: &str, warnings: &mut Vec<String>) -> Vec<(Strin
         }
     }
     out
-}
-
-/// A `delete_dir` of a whole bundle, with the digest of its listing.
-fn whole(root: &Path, rel: &str) -> Result<Change> {
-    let entries = tree::walk(root, rel)?;
-    Ok(Change::delete_dir(None, tree::whole_dir(rel, &entries)))
 }

@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
+use super::pass::Job;
 use super::tree::{self, Entry};
 pub use crate::changeset::policy::CachePolicy;
 use crate::changeset::Change;
@@ -13,9 +14,10 @@ use crate::changeset::Change;
 /// The changeset path of the cache (wherever it really is).
 pub const CACHE: &str = "Cache/PhotoTranscoder";
 
-/// The deletions `policy` asks for in the cache folder `dir` (changeset path [`CACHE`]). A
-/// cache folder that is a symlink is refused: tidyplex never deletes through one.
-pub fn plan(dir: &Path, policy: CachePolicy) -> Result<Vec<Change>> {
+/// The folders the pass reads for the cache folder `dir` (changeset path [`CACHE`]): each
+/// subfolder, and the files directly in it. No cache lists nothing; a cache folder that is a
+/// symlink is refused: tidyplex never deletes through one.
+pub fn jobs(dir: &Path) -> Result<Vec<Job>> {
     match std::fs::symlink_metadata(dir) {
         Err(_) => return Ok(Vec::new()),
         Ok(m) if m.file_type().is_symlink() => bail!(
@@ -28,7 +30,24 @@ pub fn plan(dir: &Path, policy: CachePolicy) -> Result<Vec<Change>> {
         }
         Ok(_) => {}
     }
-    let entries = tree::walk_abs(dir, CACHE)?;
+    let mut jobs = vec![Job::Cache { dir: dir.to_path_buf(), rel: CACHE.into(), shallow: true }];
+    let mut subs: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    subs.sort();
+    jobs.extend(subs.into_iter().map(|name| Job::Cache {
+        dir: dir.join(&name),
+        rel: format!("{CACHE}/{name}"),
+        shallow: false,
+    }));
+    Ok(jobs)
+}
+
+/// The deletions `policy` asks for among the cache's `entries` (as the pass read them).
+pub fn judge(entries: &[Entry], policy: CachePolicy) -> Vec<Change> {
     let doomed: Box<dyn Fn(&Entry) -> bool> = match policy {
         CachePolicy::All => Box::new(|_| true),
         CachePolicy::OlderThan(age) => {
@@ -52,5 +71,5 @@ pub fn plan(dir: &Path, policy: CachePolicy) -> Result<Vec<Change>> {
             Box::new(move |e: &Entry| doomed.contains(&e.path))
         }
     };
-    Ok(tree::changes(CACHE, &entries, |e| doomed(e), 1, None))
+    tree::changes(CACHE, entries, |e| doomed(e), 1, None)
 }

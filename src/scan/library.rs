@@ -35,14 +35,16 @@ pub struct LibraryPlan {
     pub items: BTreeMap<i64, ItemInfo>,
     /// Local columns left alone because no provider URL is known, by section.
     pub kept_local: BTreeMap<i64, u64>,
-    /// Files in the walked bundles that are neither images nor XML: always kept.
-    pub unknown: Usage,
     /// Things worth telling the user (skipped bundles, unreadable XML).
     pub warnings: Vec<String>,
     /// What stays referenced once the planned switches are made.
     pub in_use: InUse,
-    /// The bundle owners whose bundles were walked.
-    pub owners: HashSet<i64>,
+    /// The bundle owners of the sections, with their bundles: the pass reads these for
+    /// unused images.
+    pub walks: Vec<(i64, String)>,
+    /// Items of stage-3 sections and their Media bundles: the pass reads their analysis
+    /// images.
+    pub media: Vec<(i64, String)>,
 }
 
 /// Everything read from the DB, once.
@@ -259,30 +261,9 @@ pub fn plan(
     });
     drop(all_refs);
 
-    // Stages 1–2: unreferenced files in each owner's bundle.
-    let bundle_changes: Vec<Result<Findings, String>> = owners
-        .par_iter()
-        .map(|owner| match lib.bundle_of(owner) {
-            Some(bundle) => unused_in_bundle(input.root, &bundle, owner.id, &in_use, false),
-            None => Ok(Findings::default()),
-        })
-        .collect();
-    // Exact reservations: a growing Vec of a few hundred thousand changes would double.
-    out.changes.reserve_exact(
-        bundle_changes.iter().map(|r| r.as_ref().map_or(0, |f| f.changes.len())).sum(),
-    );
-    for result in bundle_changes {
-        match result {
-            Ok(found) => {
-                out.changes.extend(found.changes);
-                out.unknown.merge(&found.unknown);
-            }
-            Err(warning) => out.warnings.push(warning),
-        }
-    }
-
-    // Stage 3: analysis images in the Media bundles of the sections' items.
-    let media: Vec<(i64, String)> = input
+    // Stages 1–2 and 3 read folders: the pass does, once (see `super::pass`).
+    out.walks = owners.iter().filter_map(|o| Some((o.id, lib.bundle_of(o)?))).collect();
+    out.media = input
         .parts
         .iter()
         .filter_map(|p| {
@@ -291,27 +272,6 @@ pub fn plan(
             Some((item.id, bundle::media_bundle(p.hash.as_deref()?)?))
         })
         .collect();
-    let media_changes: Vec<Change> = media
-        .par_iter()
-        .flat_map_iter(|(item, bundle)| {
-            let mut found = Vec::new();
-            if in_use.unresolved(bundle).is_some() {
-                return Vec::new();
-            }
-            for folder in ["Thumbnails", "Art"] {
-                let rel = format!("{bundle}/Contents/{folder}");
-                for e in tree::walk(input.root, &rel).unwrap_or_default() {
-                    let image = bundle::content(&e.path) == bundle::Content::Image;
-                    if image && !in_use.contains_entry(&e) {
-                        found.push(e);
-                    }
-                }
-            }
-            tree::changes(bundle, &found, |_| true, usize::MAX, Some(*item))
-        })
-        .collect();
-    out.changes.reserve_exact(media_changes.len());
-    out.changes.extend(media_changes);
 
     // Hosted links that expire: refreshed through the host that posted them.
     let (mut unknown, mut unconfigured, mut expired) = (0u64, 0u64, 0u64);
@@ -378,7 +338,6 @@ pub fn plan(
     }
 
     add_item_info(lib, &out.changes, &mut out.items);
-    out.owners = owners.iter().map(|o| o.id).collect();
     out.in_use = in_use;
     Ok(out)
 }
@@ -390,6 +349,8 @@ pub struct Findings {
     pub changes: Vec<Change>,
     /// Files that are neither images nor XML: kept.
     pub unknown: Usage,
+    /// Every non-directory entry of the bundle.
+    pub entries: Vec<tree::Entry>,
 }
 
 /// Images in `bundle` (relative to `root`) that nothing in `in_use` references, as changes of
@@ -406,7 +367,10 @@ pub fn unused_in_bundle(
     if let Some(why) = in_use.unresolved(bundle) {
         return Err(why);
     }
-    let entries = tree::walk(root, bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+    let listing =
+        tree::list(&root.join(bundle), bundle).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
+    let entries = &listing.entries;
+
     // Without every link's target, an image behind one could look unused.
     for e in entries.iter().filter(|e| e.is_link) {
         let target = std::fs::read_link(root.join(&e.path))
@@ -429,21 +393,19 @@ pub fn unused_in_bundle(
             }
         })
         .collect();
-    let mut changes = tree::changes_of(bundle, &entries, &verdicts, 2, Some(owner));
+    let mut changes = tree::changes_of(bundle, entries, &verdicts, 2, Some(owner));
     if empty_dirs {
         let gone: Vec<String> = changes
             .iter()
             .filter_map(|c| c.delete_dir.as_ref().map(|d| format!("{}/", d.path)))
             .collect();
-        let empty =
-            tree::empty_dirs(root, bundle, 2).map_err(|e| format!("skipped {bundle}: {e:#}"))?;
-        for dir in empty {
+        for dir in listing.empty_dirs(2) {
             if !gone.iter().any(|g| dir.starts_with(g.as_str())) {
                 changes.push(tree::empty_dir_change(dir, Some(owner)));
             }
         }
     }
-    Ok(Findings { changes, unknown })
+    Ok(Findings { changes, unknown, entries: listing.entries })
 }
 
 /// Adds the context of every item `changes` mention to `items`.

@@ -4,13 +4,16 @@ pub mod attention;
 pub mod bundles;
 pub mod cache;
 pub mod library;
+pub mod pass;
 pub mod refs;
 pub mod tree;
 pub mod usage;
 
 use anyhow::Result;
 
-use crate::changeset::Changeset;
+use std::collections::HashSet;
+
+use crate::changeset::{Change, Changeset};
 use crate::plex::db::Db;
 use crate::plex::ledger::Ledger;
 use crate::plex::locate::PlexPaths;
@@ -54,23 +57,55 @@ pub fn plan(
     let links =
         library::Links { ledger, now: crate::plex::hosted::now(), margin: margin.as_secs() as i64 };
     let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref(), &links)?;
+
+    // Every folder the planners need, read in one parallel pass.
+    let section_of = |id: i64| lib.item(id).and_then(|i| i.section_id);
+    let step3 = |id: i64| {
+        plan_spec.bundles.is_some_and(|s| s >= 3)
+            && (plan_spec.bundle_sections.is_empty()
+                || section_of(id).is_some_and(|s| plan_spec.bundle_sections.contains(&s)))
+    };
+    let mut jobs: Vec<pass::Job> = Vec::new();
+    for (owner, bundle) in std::mem::take(&mut planned.walks) {
+        let empty_dirs = step3(owner);
+        jobs.push(pass::Job::Live { owner, bundle, empty_dirs, tag: 0 });
+    }
+    let walked: HashSet<i64> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            pass::Job::Live { owner, .. } => Some(*owner),
+            _ => None,
+        })
+        .collect();
+    for (item, bundle) in std::mem::take(&mut planned.media) {
+        jobs.push(pass::Job::Analysis { item, bundle });
+    }
     if let Some(step) = plan_spec.bundles {
-        let b = bundles::plan(
-            &input,
-            step,
-            &plan_spec.bundle_sections,
-            &planned.in_use,
-            &planned.owners,
-        )?;
-        planned.warnings.extend(b.warnings);
-        let changes: Vec<_> = b.changes.into_iter().map(|(_, c)| c).collect();
-        library::add_item_info(&lib, &changes, &mut planned.items);
-        planned.changes.extend(changes);
+        let sections = &plan_spec.bundle_sections;
+        jobs.extend(bundles::jobs(&input, step, sections, &walked, &mut warnings)?);
     }
-    if let Some(policy) = &plan_spec.cache {
-        let policy: cache::CachePolicy = policy.parse().map_err(anyhow::Error::msg)?;
-        planned.changes.extend(cache::plan(&paths.photo_transcoder, policy)?);
+    let policy = match &plan_spec.cache {
+        Some(policy) => {
+            let policy: cache::CachePolicy = policy.parse().map_err(anyhow::Error::msg)?;
+            jobs.extend(cache::jobs(&paths.photo_transcoder)?);
+            Some(policy)
+        }
+        None => None,
+    };
+    let found = pass::run(root, &jobs, &planned.in_use, false, &|_| {});
+    drop(jobs);
+    if let Some(e) = found.errors.first() {
+        anyhow::bail!("{e}");
     }
+    planned.warnings.extend(found.warnings);
+    let changes: Vec<Change> = found.changes.into_iter().map(|(_, c)| c).collect();
+    library::add_item_info(&lib, &changes, &mut planned.items);
+    planned.changes.reserve_exact(changes.len());
+    planned.changes.extend(changes);
+    if let Some(policy) = policy {
+        planned.changes.extend(cache::judge(&found.cache, policy));
+    }
+    drop(found.cache);
     warnings.extend(planned.warnings);
     let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
     let switches =

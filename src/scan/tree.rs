@@ -86,25 +86,70 @@ impl Freed {
 /// Every non-directory entry under `rel` (relative to `root`), without following symlinks.
 /// A missing folder has none.
 pub fn walk(root: &Path, rel: &str) -> Result<Vec<Entry>> {
-    walk_abs(&root.join(rel), rel)
+    Ok(list(&root.join(rel), rel)?.entries)
 }
 
 /// [`walk`] of the folder `base`, whose changeset path is `rel`.
 pub fn walk_abs(base: &Path, rel: &str) -> Result<Vec<Entry>> {
-    if !base.is_dir() || base.is_symlink() {
-        return Ok(Vec::new());
+    Ok(list(base, rel)?.entries)
+}
+
+/// What one walk of a folder found: its non-directory entries and its folders.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Non-directory entries, in walk order (sorted by name at every level).
+    pub entries: Vec<Entry>,
+    /// Every folder below the walked one (changeset paths) with its depth (1 = a child).
+    pub dirs: Vec<(String, usize)>,
+}
+
+impl Listing {
+    /// The folders at least `min_depth` levels down that hold no file at all, shallowest
+    /// only (a wholly empty subtree is one entry).
+    pub fn empty_dirs(&self, min_depth: usize) -> Vec<String> {
+        // Folders that hold a file somewhere below them.
+        let mut full = HashSet::new();
+        for e in &self.entries {
+            let mut dir = e.path.as_str();
+            while let Some((parent, _)) = dir.rsplit_once('/') {
+                if !full.insert(parent) {
+                    break;
+                }
+                dir = parent;
+            }
+        }
+        let mut out: Vec<String> = Vec::new();
+        for (dir, depth) in &self.dirs {
+            let inside_empty = out.last().is_some_and(|e| {
+                dir.strip_prefix(e.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            });
+            if *depth >= min_depth && !full.contains(dir.as_str()) && !inside_empty {
+                out.push(dir.clone());
+            }
+        }
+        out
     }
-    let mut out = Vec::new();
-    for entry in WalkDir::new(base).follow_links(false).sort_by_file_name() {
+}
+
+/// One walk of the folder `base` (changeset path `rel`), without following symlinks. A
+/// missing folder, or one that is a symlink, lists as empty.
+pub fn list(base: &Path, rel: &str) -> Result<Listing> {
+    let mut out = Listing::default();
+    if !base.is_dir() || base.is_symlink() {
+        return Ok(out);
+    }
+    for entry in WalkDir::new(base).min_depth(1).follow_links(false).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot read {}", base.display()))?;
+        let sub = entry.path().strip_prefix(base).expect("walkdir stays under its root");
+        let path = format!("{rel}/{}", sub.to_string_lossy().replace('\\', "/"));
         if entry.file_type().is_dir() {
+            out.dirs.push((path, entry.depth()));
             continue;
         }
         let meta =
             entry.metadata().with_context(|| format!("cannot read {}", entry.path().display()))?;
-        let sub = entry.path().strip_prefix(base).expect("walkdir stays under its root");
-        out.push(Entry {
-            path: format!("{rel}/{}", sub.to_string_lossy().replace('\\', "/")),
+        out.entries.push(Entry {
+            path,
             is_link: entry.path_is_symlink(),
             size: if meta.is_file() { meta.len() } else { 0 },
             mtime: mtime(&meta),
@@ -206,42 +251,6 @@ where
 /// kinds and sizes (see [`changeset::digest`]).
 pub fn listing_digest<'a>(dir: &str, entries: impl IntoIterator<Item = &'a Entry>) -> String {
     changeset::digest(entries.into_iter().map(|e| (&e.path[dir.len() + 1..], e.is_link, e.size)))
-}
-
-/// The folders under `rel` (relative to `root`), at least `min_depth` levels below it, that
-/// hold no file at all, shallowest only (a wholly empty subtree is one entry).
-pub fn empty_dirs(root: &Path, rel: &str, min_depth: usize) -> Result<Vec<String>> {
-    let base = root.join(rel);
-    if !base.is_dir() || base.is_symlink() {
-        return Ok(Vec::new());
-    }
-    // Folders that hold a file somewhere below them.
-    let mut full = std::collections::HashSet::new();
-    let mut dirs = Vec::new();
-    for entry in WalkDir::new(&base).follow_links(false).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot read {}", base.display()))?;
-        let sub = entry.path().strip_prefix(&base).expect("walkdir stays under its root");
-        let sub = sub.to_string_lossy().replace('\\', "/");
-        if entry.file_type().is_dir() {
-            if entry.depth() >= min_depth {
-                dirs.push(sub);
-            }
-        } else {
-            let mut dir = sub.as_str();
-            while let Some((parent, _)) = dir.rsplit_once('/') {
-                full.insert(parent.to_string());
-                dir = parent;
-            }
-        }
-    }
-    let mut out: Vec<String> = Vec::new();
-    for dir in dirs {
-        let inside_empty = out.last().is_some_and(|e: &String| dir.starts_with(&format!("{e}/")));
-        if !full.contains(&dir) && !inside_empty {
-            out.push(dir);
-        }
-    }
-    Ok(out.into_iter().map(|d| format!("{rel}/{d}")).collect())
 }
 
 /// A `delete_dir` of a folder that holds no file.
