@@ -161,7 +161,7 @@ pub fn areas(paths: &PlexPaths) -> Result<Vec<(String, PathBuf)>> {
 /// files seen.
 pub fn usage(paths: &PlexPaths, tick: &(dyn Fn(u64) + Sync)) -> Result<BTreeMap<String, Usage>> {
     let mut jobs = measure_jobs(&paths.root, &HashSet::new())?;
-    jobs.extend(cache::jobs(&paths.photo_transcoder)?);
+    jobs.extend(cache::jobs(&paths.photo_transcoder, None)?);
     let found = pass::run(&paths.root, &jobs, &refs::InUse::default(), true, tick);
     finish_usage(paths, found.usage, &found.errors)
 }
@@ -277,12 +277,12 @@ fn walk(
     let mut jobs = bundles::jobs(input, 3, &[], &HashSet::new(), &mut warnings)?;
     let covered: HashSet<String> = jobs.iter().map(|j| j.folder().to_string()).collect();
     jobs.extend(measure_jobs(&paths.root, &covered)?);
-    jobs.extend(cache::jobs(&paths.photo_transcoder)?);
+    jobs.extend(cache::jobs(&paths.photo_transcoder, None)?);
     let found = pass::run(&paths.root, &jobs, &in_use, true, tick);
     let usage = finish_usage(paths, found.usage, &found.errors)?;
     let mut figures: Vec<StepFigure> =
         (1..=3).map(|step| StepFigure { step, ..StepFigure::default() }).collect();
-    for (step, change) in found.changes {
+    for (step, change) in found.tags.into_iter().zip(found.changes) {
         let f = &mut figures[usize::from(step) - 1];
         f.entries += 1;
         match change.op() {

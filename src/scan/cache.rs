@@ -14,10 +14,37 @@ use crate::changeset::Change;
 /// The changeset path of the cache (wherever it really is).
 pub const CACHE: &str = "Cache/PhotoTranscoder";
 
+/// How the pass judges what it reads in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Everything goes (`all`).
+    All,
+    /// Entries modified before this time (unix seconds) go (`older-than`).
+    Before(i64),
+    /// Oldest first down to this many bytes (`max-size`): weighed over the whole cache, so the
+    /// pass keeps the entries and [`judge_budget`] decides once it is done.
+    Budget(u64),
+}
+
+impl Rule {
+    /// The rule for `policy`, with its cutoff taken now.
+    pub fn of(policy: CachePolicy) -> Rule {
+        match policy {
+            CachePolicy::All => Rule::All,
+            CachePolicy::OlderThan(age) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                Rule::Before(now.saturating_sub(age).as_secs() as i64)
+            }
+            CachePolicy::MaxSize(budget) => Rule::Budget(budget),
+        }
+    }
+}
+
 /// The folders the pass reads for the cache folder `dir` (changeset path [`CACHE`]): each
-/// subfolder, and the files directly in it. No cache lists nothing; a cache folder that is a
-/// symlink is refused: tidyplex never deletes through one.
-pub fn jobs(dir: &Path) -> Result<Vec<Job>> {
+/// subfolder, and the files directly in it, judged by `rule` (none: only measured). No cache
+/// lists nothing; a cache folder that is a symlink is refused: tidyplex never deletes through
+/// one.
+pub fn jobs(dir: &Path, rule: Option<Rule>) -> Result<Vec<Job>> {
     match std::fs::symlink_metadata(dir) {
         Err(_) => return Ok(Vec::new()),
         Ok(m) if m.file_type().is_symlink() => bail!(
@@ -30,7 +57,8 @@ pub fn jobs(dir: &Path) -> Result<Vec<Job>> {
         }
         Ok(_) => {}
     }
-    let mut jobs = vec![Job::Cache { dir: dir.to_path_buf(), rel: CACHE.into(), shallow: true }];
+    let mut jobs =
+        vec![Job::Cache { dir: dir.to_path_buf(), rel: CACHE.into(), shallow: true, rule }];
     let mut subs: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .flatten()
@@ -42,34 +70,35 @@ pub fn jobs(dir: &Path) -> Result<Vec<Job>> {
         dir: dir.join(&name),
         rel: format!("{CACHE}/{name}"),
         shallow: false,
+        rule,
     }));
     Ok(jobs)
 }
 
-/// The deletions `policy` asks for among the cache's `entries` (as the pass read them).
-pub fn judge(entries: &[Entry], policy: CachePolicy) -> Vec<Change> {
-    let doomed: Box<dyn Fn(&Entry) -> bool> = match policy {
-        CachePolicy::All => Box::new(|_| true),
-        CachePolicy::OlderThan(age) => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            let cutoff = now.saturating_sub(age).as_secs() as i64;
-            Box::new(move |e: &Entry| e.mtime < cutoff)
+/// The deletions `rule` asks for among the `entries` of one cache folder; `None` for a
+/// budget, which only the whole cache can answer.
+pub fn judge_folder(entries: &[Entry], rule: Rule) -> Option<Vec<Change>> {
+    match rule {
+        Rule::All => Some(tree::changes(CACHE, entries, |_| true, 1, None)),
+        Rule::Before(cutoff) => Some(tree::changes(CACHE, entries, |e| e.mtime < cutoff, 1, None)),
+        Rule::Budget(_) => None,
+    }
+}
+
+/// The deletions that bring the cache, all of whose `entries` are given, down to `budget`
+/// bytes, oldest first.
+pub fn judge_budget(entries: &[Entry], budget: u64) -> Vec<Change> {
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut by_age: Vec<&Entry> = entries.iter().collect();
+    by_age.sort_by(|a, b| (a.mtime, &a.path).cmp(&(b.mtime, &b.path)));
+    let mut excess = total.saturating_sub(budget);
+    let mut doomed = std::collections::HashSet::new();
+    for e in by_age {
+        if excess == 0 {
+            break;
         }
-        CachePolicy::MaxSize(budget) => {
-            let total: u64 = entries.iter().map(|e| e.size).sum();
-            let mut by_age: Vec<&Entry> = entries.iter().collect();
-            by_age.sort_by(|a, b| (a.mtime, &a.path).cmp(&(b.mtime, &b.path)));
-            let mut excess = total.saturating_sub(budget);
-            let mut doomed = std::collections::HashSet::new();
-            for e in by_age {
-                if excess == 0 {
-                    break;
-                }
-                excess = excess.saturating_sub(e.size);
-                doomed.insert(e.path.clone());
-            }
-            Box::new(move |e: &Entry| doomed.contains(&e.path))
-        }
-    };
-    tree::changes(CACHE, entries, |e| doomed(e), 1, None)
+        excess = excess.saturating_sub(e.size);
+        doomed.insert(e.path.as_str());
+    }
+    tree::changes(CACHE, entries, |e| doomed.contains(e.path.as_str()), 1, None)
 }

@@ -412,14 +412,20 @@ pub fn unused_in_bundle(
 pub fn add_item_info(lib: &Library, changes: &[Change], items: &mut BTreeMap<i64, ItemInfo>) {
     for change in changes {
         let Some(id) = change.item else { continue };
-        if let Some(item) = lib.item(id) {
-            items.entry(id).or_insert_with(|| ItemInfo {
-                kind: types::name(item.metadata_type).to_string(),
-                title: display_title(lib, item),
-                section: item.section_id,
-            });
+        if !items.contains_key(&id) {
+            items.extend(item_info(lib, id).map(|info| (id, info)));
         }
     }
+}
+
+/// The context of the item `id` a changeset shows (kind, title, section).
+pub fn item_info(lib: &Library, id: i64) -> Option<ItemInfo> {
+    let item = lib.item(id)?;
+    Some(ItemInfo {
+        kind: types::name(item.metadata_type).to_string(),
+        title: display_title(lib, item),
+        section: item.section_id,
+    })
 }
 
 /// `Show – S01E02 – Title` for episodes, `Show – Season 1` for seasons, else the title.

@@ -11,9 +11,9 @@ pub mod usage;
 
 use anyhow::Result;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use crate::changeset::{Change, Changeset};
+use crate::changeset::{Changeset, ItemInfo};
 use crate::plex::db::Db;
 use crate::plex::ledger::Ledger;
 use crate::plex::locate::PlexPaths;
@@ -58,6 +58,21 @@ pub fn plan(
         library::Links { ledger, now: crate::plex::hosted::now(), margin: margin.as_secs() as i64 };
     let mut planned = library::plan(&input, &plan_spec.sections, host.as_deref(), &links)?;
 
+    warnings.extend(std::mem::take(&mut planned.warnings));
+    let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
+    let switches =
+        |section: i64| plan_spec.sections.iter().any(|s| s.id == section && s.stage >= 2);
+    let attention = attention::find(&input, &ids, &switches, &|url| ledger.is_lost(url));
+    if plan_spec.repair {
+        let (calls, items) = attention::changes(&attention);
+        planned.changes.extend(calls);
+        for (id, info) in items {
+            planned.items.entry(id).or_insert(info);
+        }
+    } else if !attention.is_empty() {
+        warnings.push(attention_warning(&attention));
+    }
+
     // Every folder the planners need, read in one parallel pass.
     let section_of = |id: i64| lib.item(id).and_then(|i| i.section_id);
     let step3 = |id: i64| {
@@ -84,51 +99,54 @@ pub fn plan(
         let sections = &plan_spec.bundle_sections;
         jobs.extend(bundles::jobs(&input, step, sections, &walked, &mut warnings)?);
     }
-    let policy = match &plan_spec.cache {
-        Some(policy) => {
-            let policy: cache::CachePolicy = policy.parse().map_err(anyhow::Error::msg)?;
-            jobs.extend(cache::jobs(&paths.photo_transcoder)?);
-            Some(policy)
-        }
+    let cache_rule = match &plan_spec.cache {
+        Some(policy) => Some(cache::Rule::of(policy.parse().map_err(anyhow::Error::msg)?)),
         None => None,
     };
-    let found = pass::run(root, &jobs, &planned.in_use, false, &|_| {});
+    if cache_rule.is_some() {
+        jobs.extend(cache::jobs(&paths.photo_transcoder, cache_rule)?);
+    }
+    // The context of every item a change of the pass can name, so that the DB's data can go
+    // before the pass: only the changes and what is in use outlive it.
+    let mut infos: BTreeMap<i64, ItemInfo> = BTreeMap::new();
+    for job in &jobs {
+        if let pass::Job::Live { owner: id, .. } | pass::Job::Analysis { item: id, .. } = job {
+            if let Some(info) = library::item_info(&lib, *id) {
+                infos.entry(*id).or_insert(info);
+            }
+        }
+    }
+    drop(input);
+    drop(lib);
+
+    let mut found = pass::run(root, &jobs, &planned.in_use, false, &|_| {});
     drop(jobs);
+    drop(planned.in_use);
     if let Some(e) = found.errors.first() {
         anyhow::bail!("{e}");
     }
-    planned.warnings.extend(found.warnings);
-    let changes: Vec<Change> = found.changes.into_iter().map(|(_, c)| c).collect();
-    library::add_item_info(&lib, &changes, &mut planned.items);
-    planned.changes.reserve_exact(changes.len());
-    planned.changes.extend(changes);
-    if let Some(policy) = policy {
-        planned.changes.extend(cache::judge(&found.cache, policy));
+    warnings.extend(found.warnings);
+    if let Some(cache::Rule::Budget(budget)) = cache_rule {
+        found.changes.extend(cache::judge_budget(&found.cache, budget));
     }
     drop(found.cache);
-    warnings.extend(planned.warnings);
-    let ids: Vec<i64> = plan_spec.sections.iter().map(|s| s.id).collect();
-    let switches =
-        |section: i64| plan_spec.sections.iter().any(|s| s.id == section && s.stage >= 2);
-    let attention = attention::find(&input, &ids, &switches, &|url| ledger.is_lost(url));
-    if plan_spec.repair {
-        let (calls, items) = attention::changes(&attention);
-        planned.changes.extend(calls);
-        for (id, info) in items {
-            planned.items.entry(id).or_insert(info);
+    for change in &found.changes {
+        if let Some(id) = change.item {
+            if let Some(info) = infos.remove(&id) {
+                planned.items.insert(id, info);
+            }
         }
-    } else if !attention.is_empty() {
-        warnings.push(attention_warning(&attention));
     }
-    // What the DB said is no longer needed: free it before the changeset is sorted and written.
-    drop(input);
-    drop(planned.in_use);
-    drop(lib);
+    drop(infos);
+    // The smaller list goes into the larger.
+    let mut changes = found.changes;
+    changes.reserve_exact(planned.changes.len());
+    changes.append(&mut planned.changes);
     let changeset = Changeset::new(
         &root.to_string_lossy(),
         plan_spec,
         planned.items,
-        planned.changes,
+        changes,
         planned.kept_local,
     );
     Ok(Planned { changeset, warnings, attention })

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use super::library;
 use super::refs::InUse;
 use super::tree::{self, Entry, FileId};
 use super::usage::Usage;
+use super::{cache, library};
 use crate::changeset::Change;
 use crate::plex::bundle;
 
@@ -62,14 +62,18 @@ pub enum Job {
         rel: String,
         /// Only the folder's own files, not its subfolders.
         shallow: bool,
+        /// The cache policy's rule (none: only measured).
+        rule: Option<cache::Rule>,
     },
 }
 
 /// What the pass found.
 #[derive(Debug, Default)]
 pub struct Found {
-    /// Changes, each with its job's tag, in job order.
-    pub changes: Vec<(u8, Change)>,
+    /// Changes, in job order.
+    pub changes: Vec<Change>,
+    /// The tag of each change's job (the bundle step, 0 for the rest), in the same order.
+    pub tags: Vec<u8>,
     /// Files in live bundles that are neither images nor XML: always kept.
     pub unknown: Usage,
     /// Folders left alone, and why.
@@ -77,7 +81,7 @@ pub struct Found {
     /// Folders that could not be read where nothing may be left out (measured folders and
     /// the cache), one line each.
     pub errors: Vec<String>,
-    /// Every entry of the cache jobs (the cache policy weighs them all at once).
+    /// Every entry of the cache jobs with a budget rule (which weighs them all at once).
     pub cache: Vec<Entry>,
     /// With `measure`: disk use per area (`Metadata/<Kind>`, `Metadata` for files lying
     /// directly in it, `Media`, `PhotoTranscoder`) of every folder the jobs read, each folder
@@ -86,15 +90,32 @@ pub struct Found {
     pub usage: BTreeMap<String, Usage>,
 }
 
-/// What one job found.
+/// What one job found: its changes, and what few jobs find besides (kept apart, so that the
+/// pass's list of parts stays small).
 #[derive(Default)]
 struct Part {
-    changes: Vec<(u8, Change)>,
+    tag: u8,
+    changes: Vec<Change>,
+    more: Option<Box<More>>,
+}
+
+#[derive(Default)]
+struct More {
     unknown: Usage,
     warning: Option<String>,
     error: Option<String>,
     cache: Vec<Entry>,
     measured: Option<Measured>,
+}
+
+impl More {
+    fn is_empty(&self) -> bool {
+        self.unknown.files == 0
+            && self.warning.is_none()
+            && self.error.is_none()
+            && self.cache.is_empty()
+            && self.measured.is_none()
+    }
 }
 
 /// A folder's disk use, its hard-linked files apart (their bytes count once per area).
@@ -153,7 +174,8 @@ pub fn run(
         .zip(&measured)
         .map(|(job, &measure)| {
             let part = one(root, job, in_use, measure);
-            let n = part.measured.as_ref().map_or(0, |m| m.usage.files);
+            let n =
+                part.more.as_ref().and_then(|m| m.measured.as_ref()).map_or(0, |m| m.usage.files);
             tick(files.fetch_add(n, Ordering::Relaxed) + n);
             part
         })
@@ -161,10 +183,16 @@ pub fn run(
     let mut found = Found::default();
     let mut shared: HashMap<String, HashSet<FileId>> = HashMap::new();
     // Exact reservations: a growing Vec of a few hundred thousand changes would double.
-    found.changes.reserve_exact(parts.iter().map(|p| p.changes.len()).sum());
-    found.cache.reserve_exact(parts.iter().map(|p| p.cache.len()).sum());
+    let changes = parts.iter().map(|p| p.changes.len()).sum();
+    found.changes.reserve_exact(changes);
+    found.tags.reserve_exact(changes);
+    found
+        .cache
+        .reserve_exact(parts.iter().filter_map(|p| p.more.as_ref()).map(|m| m.cache.len()).sum());
     for part in parts {
+        found.tags.extend(std::iter::repeat_n(part.tag, part.changes.len()));
         found.changes.extend(part.changes);
+        let Some(part) = part.more else { continue };
         found.unknown.merge(&part.unknown);
         found.warnings.extend(part.warning);
         found.errors.extend(part.error);
@@ -196,22 +224,24 @@ impl Job {
 
 fn one(root: &Path, job: &Job, in_use: &InUse, measure: bool) -> Part {
     let mut part = Part::default();
+    let mut more = More::default();
     let area = || area_of(job.folder());
     match job {
         Job::Live { owner, bundle, empty_dirs, tag } => {
             match library::unused_in_bundle(root, bundle, *owner, in_use, *empty_dirs) {
                 Ok(found) => {
-                    part.changes = found.changes.into_iter().map(|c| (*tag, c)).collect();
-                    part.unknown = found.unknown;
+                    part.tag = *tag;
+                    part.changes = found.changes;
+                    more.unknown = found.unknown;
                     if measure {
-                        part.measured = Some(Measured::of(area(), &found.entries));
+                        more.measured = Some(Measured::of(area(), &found.entries));
                     }
                 }
                 Err(warning) => {
-                    part.warning = Some(warning);
+                    more.warning = Some(warning);
                     if measure {
                         let entries = tree::walk(root, bundle).unwrap_or_default();
-                        part.measured = Some(Measured::of(area(), &entries));
+                        more.measured = Some(Measured::of(area(), &entries));
                     }
                 }
             }
@@ -230,36 +260,42 @@ fn one(root: &Path, job: &Job, in_use: &InUse, measure: bool) -> Part {
                     }
                 }
             }
-            let changes = tree::changes(bundle, &unused, |_| true, usize::MAX, Some(*item));
-            part.changes = changes.into_iter().map(|c| (0, c)).collect();
+            part.changes = tree::changes(bundle, &unused, |_| true, usize::MAX, Some(*item));
         }
         Job::Whole { path, tag } => match tree::walk(root, path) {
             Ok(entries) => {
-                let change = Change::delete_dir(None, tree::whole_dir(path, &entries));
-                part.changes.push((*tag, change));
+                part.tag = *tag;
+                part.changes.push(Change::delete_dir(None, tree::whole_dir(path, &entries)));
                 if measure {
-                    part.measured = Some(Measured::of(area(), &entries));
+                    more.measured = Some(Measured::of(area(), &entries));
                 }
             }
-            Err(e) => part.warning = Some(format!("left alone: {path}: {e:#}")),
+            Err(e) => more.warning = Some(format!("left alone: {path}: {e:#}")),
         },
         Job::Measure { .. } if !measure => {}
         Job::Measure { rel, shallow } => {
             let dir = root.join(rel);
             match read(&dir, rel, *shallow) {
-                Ok(entries) => part.measured = Some(Measured::of(area(), &entries)),
-                Err(e) => part.error = Some(read_error(e)),
+                Ok(entries) => more.measured = Some(Measured::of(area(), &entries)),
+                Err(e) => more.error = Some(read_error(e)),
             }
         }
-        Job::Cache { dir, rel, shallow } => match read(dir, rel, *shallow) {
+        Job::Cache { dir, rel, shallow, rule } => match read(dir, rel, *shallow) {
             Ok(entries) => {
                 if measure {
-                    part.measured = Some(Measured::of(area(), &entries));
+                    more.measured = Some(Measured::of(area(), &entries));
                 }
-                part.cache = entries;
+                match rule.map(|r| cache::judge_folder(&entries, r)) {
+                    Some(Some(changes)) => part.changes = changes,
+                    Some(None) => more.cache = entries,
+                    None => {}
+                }
             }
-            Err(e) => part.error = Some(read_error(e)),
+            Err(e) => more.error = Some(read_error(e)),
         },
+    }
+    if !more.is_empty() {
+        part.more = Some(Box::new(more));
     }
     part
 }

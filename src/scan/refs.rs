@@ -91,42 +91,30 @@ impl InUse {
         refs: impl IntoIterator<Item = &'a ColumnRef>,
         skip: impl Fn(&ColumnRef) -> bool,
     ) -> InUse {
+        use rayon::prelude::*;
         let mut in_use = InUse::default();
+        let mut paths: Vec<&str> = Vec::new();
         for r in refs.into_iter().filter(|r| !skip(r)) {
             match &r.path {
-                Some(path) => in_use.add_with_targets(root, path),
+                Some(path) => paths.push(path),
                 None => {
                     in_use.names.extend(r.name.as_deref().map(digest));
                 }
             }
         }
-        in_use
-    }
-
-    /// Adds `path` and the chain of symlink targets it leads to (at most 8 hops), and the
-    /// identity of a hard-linked file at the end.
-    fn add_with_targets(&mut self, root: &Path, path: &str) {
-        let mut current = path.to_string();
-        for _ in 0..8 {
-            if !self.paths.insert(digest(&current)) {
-                return;
-            }
-            let Ok(meta) = std::fs::symlink_metadata(root.join(&current)) else { return };
-            if !meta.file_type().is_symlink() {
-                self.files.extend(tree::shared_id(&meta));
-                return;
-            }
-            let Ok(target) = std::fs::read_link(root.join(&current)) else { return };
-            match link_target(root, &current, &target) {
-                Some(next) => current = next,
-                None => {
-                    if let Some(bundle) = crate::plex::bundle::bundle_of(&current) {
-                        self.unresolved.entry(bundle.to_string()).or_insert((current, target));
-                    }
-                    return;
-                }
+        paths.sort_unstable();
+        paths.dedup();
+        // Each path's chain of links is followed on every core; the sets are filled after.
+        let chains: Vec<Chain> = paths.par_iter().map(|p| Chain::follow(root, p)).collect();
+        in_use.paths.reserve(paths.len());
+        for chain in chains {
+            in_use.paths.extend(chain.paths);
+            in_use.files.extend(chain.file);
+            if let Some((bundle, link, target)) = chain.unresolved {
+                in_use.unresolved.entry(bundle).or_insert((link, target));
             }
         }
+        in_use
     }
 
     /// Whether the file at `path` (relative to the plex dir) is in use.
@@ -157,6 +145,44 @@ impl InUse {
     /// Whether nothing is in use.
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty() && self.names.is_empty()
+    }
+}
+
+/// Where one path in use leads: itself and the symlink targets after it (at most 8 hops),
+/// the identity of a hard-linked file at the end, or the bundle whose link leaves the plex dir.
+struct Chain {
+    paths: Vec<u64>,
+    file: Option<FileId>,
+    unresolved: Option<(String, String, PathBuf)>,
+}
+
+impl Chain {
+    fn follow(root: &Path, path: &str) -> Chain {
+        let mut chain = Chain { paths: Vec::with_capacity(1), file: None, unresolved: None };
+        let mut current = path.to_string();
+        for _ in 0..8 {
+            let d = digest(&current);
+            if chain.paths.contains(&d) {
+                break; // a loop of links
+            }
+            chain.paths.push(d);
+            let Ok(meta) = std::fs::symlink_metadata(root.join(&current)) else { break };
+            if !meta.file_type().is_symlink() {
+                chain.file = tree::shared_id(&meta);
+                break;
+            }
+            let Ok(target) = std::fs::read_link(root.join(&current)) else { break };
+            match link_target(root, &current, &target) {
+                Some(next) => current = next,
+                None => {
+                    if let Some(bundle) = crate::plex::bundle::bundle_of(&current) {
+                        chain.unresolved = Some((bundle.to_string(), current, target));
+                    }
+                    break;
+                }
+            }
+        }
+        chain
     }
 }
 
