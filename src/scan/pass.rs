@@ -303,9 +303,8 @@ fn one(root: &Path, job: &Job, in_use: &InUse, measure: bool) -> Part {
 /// A read failure as one line, with what to do when it is a permission.
 fn read_error(e: anyhow::Error) -> String {
     let denied = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().map(|io| io.kind()).or_else(|| {
-            c.downcast_ref::<walkdir::Error>().and_then(|w| w.io_error()).map(|io| io.kind())
-        }) == Some(std::io::ErrorKind::PermissionDenied)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
     });
     let hint = if denied { " (run tidyplex as the user Plex runs as)" } else { "" };
     format!("{e:#}{hint}")
