@@ -162,7 +162,7 @@ pub fn areas(paths: &PlexPaths) -> Result<Vec<(String, PathBuf)>> {
 pub fn usage(paths: &PlexPaths, tick: &(dyn Fn(u64) + Sync)) -> Result<BTreeMap<String, Usage>> {
     let mut jobs = measure_jobs(&paths.root, &HashSet::new())?;
     jobs.extend(cache::jobs(&paths.photo_transcoder, None)?);
-    let found = pass::run(&paths.root, &jobs, &refs::InUse::default(), true, tick);
+    let found = pass::run(&paths.root, jobs, &refs::InUse::default(), true, tick);
     finish_usage(paths, found.usage, &found.errors)
 }
 
@@ -278,7 +278,7 @@ fn walk(
     let covered: HashSet<String> = jobs.iter().map(|j| j.folder().to_string()).collect();
     jobs.extend(measure_jobs(&paths.root, &covered)?);
     jobs.extend(cache::jobs(&paths.photo_transcoder, None)?);
-    let found = pass::run(&paths.root, &jobs, &in_use, true, tick);
+    let found = pass::run(&paths.root, jobs, &in_use, true, tick);
     let usage = finish_usage(paths, found.usage, &found.errors)?;
     let mut figures: Vec<StepFigure> =
         (1..=3).map(|step| StepFigure { step, ..StepFigure::default() }).collect();

@@ -43,7 +43,7 @@ pub fn plan(
 ) -> Result<BundlePlan> {
     let mut out = BundlePlan::default();
     let jobs = jobs(input, step, sections, skip, &mut out.warnings)?;
-    let found = pass::run(input.root, &jobs, in_use, false, &|_| {});
+    let found = pass::run(input.root, jobs, in_use, false, &|_| {});
     out.changes = found.tags.into_iter().zip(found.changes).collect();
     out.unknown = found.unknown;
     out.warnings.extend(found.warnings);

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use super::pass::Job;
+use super::pass::{CacheJob, Job};
 use super::tree::{self, Entry};
 pub use crate::changeset::policy::CachePolicy;
 use crate::changeset::Change;
@@ -57,8 +57,12 @@ pub fn jobs(dir: &Path, rule: Option<Rule>) -> Result<Vec<Job>> {
         }
         Ok(_) => {}
     }
-    let mut jobs =
-        vec![Job::Cache { dir: dir.to_path_buf(), rel: CACHE.into(), shallow: true, rule }];
+    let mut jobs = vec![Job::Cache(Box::new(CacheJob {
+        dir: dir.to_path_buf(),
+        rel: CACHE.into(),
+        shallow: true,
+        rule,
+    }))];
     let mut subs: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .flatten()
@@ -66,11 +70,13 @@ pub fn jobs(dir: &Path, rule: Option<Rule>) -> Result<Vec<Job>> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     subs.sort();
-    jobs.extend(subs.into_iter().map(|name| Job::Cache {
-        dir: dir.join(&name),
-        rel: format!("{CACHE}/{name}"),
-        shallow: false,
-        rule,
+    jobs.extend(subs.into_iter().map(|name| {
+        Job::Cache(Box::new(CacheJob {
+            dir: dir.join(&name),
+            rel: format!("{CACHE}/{name}"),
+            shallow: false,
+            rule,
+        }))
     }));
     Ok(jobs)
 }

@@ -106,6 +106,7 @@ pub fn plan(
     if cache_rule.is_some() {
         jobs.extend(cache::jobs(&paths.photo_transcoder, cache_rule)?);
     }
+    jobs.shrink_to_fit();
     // The context of every item a change of the pass can name, so that the DB's data can go
     // before the pass: only the changes and what is in use outlive it.
     let mut infos: BTreeMap<i64, ItemInfo> = BTreeMap::new();
@@ -119,8 +120,7 @@ pub fn plan(
     drop(input);
     drop(lib);
 
-    let mut found = pass::run(root, &jobs, &planned.in_use, false, &|_| {});
-    drop(jobs);
+    let mut found = pass::run(root, jobs, &planned.in_use, false, &|_| {});
     drop(planned.in_use);
     if let Some(e) = found.errors.first() {
         anyhow::bail!("{e}");

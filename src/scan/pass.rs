@@ -54,17 +54,21 @@ pub enum Job {
         /// Only the folder's own files, not its subfolders.
         shallow: bool,
     },
-    /// Part of the cache: one folder, or with `shallow` only the files directly in it.
-    Cache {
-        /// The folder on disk.
-        dir: PathBuf,
-        /// Its changeset path.
-        rel: String,
-        /// Only the folder's own files, not its subfolders.
-        shallow: bool,
-        /// The cache policy's rule (none: only measured).
-        rule: Option<cache::Rule>,
-    },
+    /// Part of the cache (boxed: a few hundred of these beside a job per bundle).
+    Cache(Box<CacheJob>),
+}
+
+/// One folder of the cache, or with `shallow` only the files directly in it.
+#[derive(Debug, Clone)]
+pub struct CacheJob {
+    /// The folder on disk.
+    pub dir: PathBuf,
+    /// Its changeset path.
+    pub rel: String,
+    /// Only the folder's own files, not its subfolders.
+    pub shallow: bool,
+    /// The cache policy's rule (none: only measured).
+    pub rule: Option<cache::Rule>,
 }
 
 /// What the pass found.
@@ -153,10 +157,11 @@ fn area_of(rel: &str) -> String {
 }
 
 /// Reads every job's folder once, in parallel, judging live bundles by `in_use`; with
-/// `measure`, also measures them. `tick` hears the running count of files measured.
+/// `measure`, also measures them. `tick` hears the running count of files measured. Each job
+/// is dropped once its folder is read, so its paths do not outlive it.
 pub fn run(
     root: &Path,
-    jobs: &[Job],
+    jobs: Vec<Job>,
     in_use: &InUse,
     measure: bool,
     tick: &(dyn Fn(u64) + Sync),
@@ -170,10 +175,10 @@ pub fn run(
     drop(seen);
     let files = AtomicU64::new(0);
     let parts: Vec<Part> = jobs
-        .par_iter()
-        .zip(&measured)
-        .map(|(job, &measure)| {
-            let part = one(root, job, in_use, measure);
+        .into_par_iter()
+        .zip(measured)
+        .map(|(job, measure)| {
+            let part = one(root, &job, in_use, measure);
             let n =
                 part.more.as_ref().and_then(|m| m.measured.as_ref()).map_or(0, |m| m.usage.files);
             tick(files.fetch_add(n, Ordering::Relaxed) + n);
@@ -217,7 +222,8 @@ impl Job {
         match self {
             Job::Live { bundle, .. } | Job::Analysis { bundle, .. } => bundle,
             Job::Whole { path, .. } => path,
-            Job::Measure { rel, .. } | Job::Cache { rel, .. } => rel,
+            Job::Measure { rel, .. } => rel,
+            Job::Cache(c) => &c.rel,
         }
     }
 }
@@ -280,12 +286,12 @@ fn one(root: &Path, job: &Job, in_use: &InUse, measure: bool) -> Part {
                 Err(e) => more.error = Some(read_error(e)),
             }
         }
-        Job::Cache { dir, rel, shallow, rule } => match read(dir, rel, *shallow) {
+        Job::Cache(c) => match read(&c.dir, &c.rel, c.shallow) {
             Ok(entries) => {
                 if measure {
                     more.measured = Some(Measured::of(area(), &entries));
                 }
-                match rule.map(|r| cache::judge_folder(&entries, r)) {
+                match c.rule.map(|r| cache::judge_folder(&entries, r)) {
                     Some(Some(changes)) => part.changes = changes,
                     Some(None) => more.cache = entries,
                     None => {}
@@ -359,14 +365,14 @@ mod tests {
         std::os::unix::fs::symlink("../one", b.join("c/link")).unwrap();
         std::os::unix::fs::symlink("/nowhere", b.join("dangling")).unwrap();
         std::fs::hard_link(b.join("one"), root.join("Metadata/Movies/a/one-again")).unwrap();
-        let jobs = [
+        let jobs = vec![
             Job::Measure { rel: "Metadata/Movies/a".into(), shallow: true },
             Job::Measure { rel: "Metadata/Movies/a/b".into(), shallow: false },
             // Read twice, measured once.
             Job::Measure { rel: "Metadata/Movies/a/b".into(), shallow: false },
             Job::Measure { rel: "Media/missing".into(), shallow: false },
         ];
-        let found = run(root, &jobs, &InUse::default(), true, &|_| {});
+        let found = run(root, jobs, &InUse::default(), true, &|_| {});
         assert!(found.errors.is_empty(), "{:?}", found.errors);
         assert_eq!(found.usage["Metadata/Movies"], Usage { files: 5, bytes: 123 });
         assert_eq!(found.usage.get("Media").copied().unwrap_or_default(), Usage::default());
