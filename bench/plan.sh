@@ -25,7 +25,8 @@ trap 'rm -rf "$out"' EXIT
 cargo build --release --quiet
 bin=$PWD/target/release/tidyplex
 
-# time_it NAME CMD…: appends "NAME seconds peak_kib" to $out/times
+# time_it NAME CMD…: appends "NAME seconds peak_kib" to $out/times (and stderr, so that an
+# interrupted run keeps its figures)
 time_it() {
     local name=$1
     shift
@@ -33,7 +34,7 @@ time_it() {
     t0=$(date +%s.%N)
     /usr/bin/time -f "%M" -o "$out/rss" "$@" > /dev/null
     t1=$(date +%s.%N)
-    echo "$name $(python3 -c "print($t1 - $t0)") $(cat "$out/rss")" >> "$out/times"
+    echo "$name $(python3 -c "print($t1 - $t0)") $(cat "$out/rss")" | tee -a "$out/times" >&2
 }
 
 for movies in "${sizes[@]}"; do

@@ -116,6 +116,9 @@ fn usage_errors_exit_1_not_2() {
     assert_eq!(out.status.code(), Some(1));
     let out = tidyplex().args(["status", "--section", "abc"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let out = tidyplex().args(["--threads", "0", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
     let out = tidyplex().arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
