@@ -669,21 +669,7 @@ fn a_poster_picked_while_apply_deletes_is_kept() {
     }
     assert!(picks.len() >= 3, "{picks:?}");
     let pause = tmp.path().join("paused");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
-        .args(["--plex-dir", dir.to_str().unwrap(), "apply", file.to_str().unwrap()])
-        .args(["--yes", "--json"])
-        .env("NO_COLOR", "1")
-        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
-        .env("TIDYPLEX_PAUSE", format!("before-deletions:{}", pause.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !pause.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "apply never reached its deletions");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = paused_apply(&dir, &file, &["--json"], &pause);
     // Plex (the user) picks those posters now.
     let conn = rw(&dir);
     for (item, path) in &picks {

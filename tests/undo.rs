@@ -6,8 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rusqlite::{Connection, OpenFlags};
@@ -258,21 +257,7 @@ fn undo_is_refused_while_an_apply_runs() {
     apply_json(&dir, &file, &["--keep", "7d"], 0);
     let (file2, _) = plan_to(tmp.path(), &dir, "next.yaml", &FULL);
     let pause = tmp.path().join("paused");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
-        .args(["--plex-dir", dir.to_str().unwrap(), "apply", file2.to_str().unwrap()])
-        .args(["--yes", "--keep", "7d"])
-        .env("NO_COLOR", "1")
-        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
-        .env("TIDYPLEX_PAUSE", format!("before-deletions:{}", pause.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !pause.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "apply never reached its deletions");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = paused_apply(&dir, &file2, &["--keep", "7d"], &pause);
     let before = (image_columns(&dir), tree(&dir));
     let err = fail(&dir, &["undo", "--yes"]);
     assert!(err.contains("another tidyplex apply is running"), "{err}");

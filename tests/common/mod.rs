@@ -153,3 +153,25 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Starts `apply FILE --yes ARGS…` and returns once it waits before its deletions (it goes on
+/// when `pause` is removed); stdout is piped, for `wait_with_output`.
+pub fn paused_apply(dir: &Path, file: &Path, args: &[&str], pause: &Path) -> std::process::Child {
+    use std::time::{Duration, Instant};
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
+        .args(["--plex-dir", dir.to_str().unwrap(), "apply", file.to_str().unwrap(), "--yes"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
+        .env("TIDYPLEX_PAUSE", format!("before-deletions:{}", pause.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !pause.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "apply never reached its deletions");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
