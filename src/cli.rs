@@ -422,7 +422,8 @@ const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
 fn init_threads(threads: Option<u16>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = threads.map_or(cores.max(MIN_THREADS), usize::from);
-    // Only fails when a pool exists already (tests that call `main` twice): that one serves.
+    // Fails only when a global pool exists already; none is built before this, and if one
+    // were, it would serve.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
 }
 

@@ -19,7 +19,12 @@ pub type Snapshot = BTreeMap<String, Entry>;
 
 /// `tidyplex` with a clean environment (no colour, no plex dir from the caller's shell).
 pub fn tidyplex() -> Command {
-    let mut cmd = Command::cargo_bin("tidyplex").unwrap();
+    Command::from_std(tidyplex_std())
+}
+
+/// [`tidyplex`] as a plain `std::process::Command`, for a child that runs beside the test.
+pub fn tidyplex_std() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"));
     // No token from the caller's shell, and no real Plex: port 1 refuses connections.
     cmd.env_remove("TIDYPLEX_PLEX_DIR")
         .env_remove("TIDYPLEX_PLEX_TOKEN")
@@ -158,11 +163,9 @@ pub fn is_root() -> bool {
 /// when `pause` is removed); stdout is piped, for `wait_with_output`.
 pub fn paused_apply(dir: &Path, file: &Path, args: &[&str], pause: &Path) -> std::process::Child {
     use std::time::{Duration, Instant};
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tidyplex"))
+    let child = tidyplex_std()
         .args(["--plex-dir", dir.to_str().unwrap(), "apply", file.to_str().unwrap(), "--yes"])
         .args(args)
-        .env("NO_COLOR", "1")
-        .env("TIDYPLEX_PLEX_URL", "http://127.0.0.1:1")
         .env("TIDYPLEX_PAUSE", format!("before-deletions:{}", pause.display()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
